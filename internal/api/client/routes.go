@@ -1,0 +1,253 @@
+// Package client serves the Matrix Client-Server API. routes.go lists every route, who may
+// call it, and under which prefixes; handlers parse the request, call a service, and write
+// the answer.
+package client
+
+import (
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"porthole/internal/auth"
+	"porthole/internal/ephemeral"
+	"porthole/internal/httpx"
+	"porthole/internal/mxerr"
+	"porthole/internal/rooms"
+	"porthole/internal/storage"
+	"porthole/internal/syncer"
+)
+
+// Config is what the handlers need beyond the services.
+type Config struct {
+	ServerName     string
+	BaseURL        string
+	MaxBody        int64
+	DefaultTimeout time.Duration
+}
+
+// API holds the services behind the handlers.
+type API struct {
+	auth  *auth.Service
+	rooms *rooms.Service
+	eph   *ephemeral.Service
+	sync  *syncer.Syncer
+	store storage.Store
+	cfg   Config
+	log   *slog.Logger
+}
+
+// New returns the client API.
+func New(a *auth.Service, r *rooms.Service, e *ephemeral.Service, s *syncer.Syncer, st storage.Store, cfg Config, log *slog.Logger) *API {
+	return &API{auth: a, rooms: r, eph: e, sync: s, store: st, cfg: cfg, log: log}
+}
+
+// access says who may call a route.
+type access int
+
+const (
+	public   access = iota // no token needed (one is ignored)
+	members                // real users only: guests get 403 M_GUEST_ACCESS_FORBIDDEN
+	guestsOK               // real users and guests (the spec's guest list, plus Synapse's)
+)
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, s *auth.Session) error
+
+type route struct {
+	method string
+	path   string
+	access access
+	h      handlerFunc
+	// v1 also serves the route under /_matrix/client/api/v1 (old /events clients).
+	v1 bool
+}
+
+// clientPrefixes serve every versioned route: v3, and r0 for older clients and sytest.
+var clientPrefixes = []string{"/_matrix/client/v3", "/_matrix/client/r0"}
+
+// routes is the whole Client-Server API that Porthole serves.
+func (a *API) routes() []route {
+	return []route{
+		{method: "GET", path: "/capabilities", access: guestsOK, h: a.capabilities},
+
+		{method: "POST", path: "/register", access: public, h: a.register},
+		{method: "GET", path: "/register/available", access: public, h: a.registerAvailable},
+		{method: "GET", path: "/login", access: public, h: a.loginFlows},
+		{method: "POST", path: "/login", access: public, h: a.login},
+		{method: "POST", path: "/logout", access: members, h: a.logout},
+		{method: "POST", path: "/logout/all", access: members, h: a.logoutAll},
+		{method: "GET", path: "/account/whoami", access: guestsOK, h: a.whoami},
+		{method: "POST", path: "/account/password", access: members, h: a.changePassword},
+		{method: "POST", path: "/account/deactivate", access: members, h: a.deactivate},
+		{method: "GET", path: "/devices", access: guestsOK, h: a.devices},
+		{method: "GET", path: "/devices/{deviceId}", access: guestsOK, h: a.device},
+		{method: "PUT", path: "/devices/{deviceId}", access: guestsOK, h: a.updateDevice},
+		{method: "DELETE", path: "/devices/{deviceId}", access: members, h: a.deleteDevice},
+		{method: "POST", path: "/delete_devices", access: members, h: a.deleteDevices},
+
+		{method: "POST", path: "/createRoom", access: members, h: a.createRoom},
+		{method: "POST", path: "/join/{roomIdOrAlias}", access: guestsOK, h: a.joinByIDOrAlias},
+		{method: "POST", path: "/rooms/{roomId}/join", access: guestsOK, h: a.joinRoom},
+		{method: "POST", path: "/rooms/{roomId}/leave", access: guestsOK, h: a.membership("leave")},
+		{method: "POST", path: "/rooms/{roomId}/invite", access: members, h: a.membership("invite")},
+		{method: "POST", path: "/rooms/{roomId}/kick", access: members, h: a.membership("kick")},
+		{method: "POST", path: "/rooms/{roomId}/ban", access: members, h: a.membership("ban")},
+		{method: "POST", path: "/rooms/{roomId}/unban", access: members, h: a.membership("unban")},
+		{method: "POST", path: "/rooms/{roomId}/forget", access: members, h: a.forget},
+		{method: "GET", path: "/joined_rooms", access: guestsOK, h: a.joinedRooms},
+
+		{method: "PUT", path: "/directory/room/{roomAlias}", access: members, h: a.putAlias},
+		{method: "GET", path: "/directory/room/{roomAlias}", access: public, h: a.getAlias},
+		{method: "DELETE", path: "/directory/room/{roomAlias}", access: members, h: a.deleteAlias},
+		{method: "GET", path: "/rooms/{roomId}/aliases", access: members, h: a.roomAliases},
+		{method: "GET", path: "/directory/list/room/{roomId}", access: public, h: a.getDirectoryVisibility},
+		{method: "PUT", path: "/directory/list/room/{roomId}", access: members, h: a.setDirectoryVisibility},
+		{method: "GET", path: "/publicRooms", access: public, h: a.publicRooms},
+		{method: "POST", path: "/publicRooms", access: guestsOK, h: a.publicRooms},
+
+		{method: "PUT", path: "/rooms/{roomId}/send/{eventType}/{txnId}", access: guestsOK, h: a.send},
+		{method: "PUT", path: "/rooms/{roomId}/state/{eventType}", access: guestsOK, h: a.putState},
+		{method: "PUT", path: "/rooms/{roomId}/state/{eventType}/{stateKey...}", access: guestsOK, h: a.putState},
+		{method: "GET", path: "/rooms/{roomId}/state", access: guestsOK, h: a.getState},
+		{method: "GET", path: "/rooms/{roomId}/state/{eventType}", access: guestsOK, h: a.getStateEvent},
+		{method: "GET", path: "/rooms/{roomId}/state/{eventType}/{stateKey...}", access: guestsOK, h: a.getStateEvent},
+		{method: "PUT", path: "/rooms/{roomId}/redact/{eventId}/{txnId}", access: members, h: a.redact},
+		{method: "GET", path: "/rooms/{roomId}/event/{eventId}", access: guestsOK, h: a.getEvent},
+		{method: "GET", path: "/rooms/{roomId}/members", access: guestsOK, h: a.members},
+		{method: "GET", path: "/rooms/{roomId}/joined_members", access: members, h: a.joinedMembers},
+		{method: "GET", path: "/rooms/{roomId}/messages", access: guestsOK, h: a.messages},
+		{method: "GET", path: "/rooms/{roomId}/context/{eventId}", access: guestsOK, h: a.context},
+
+		{method: "GET", path: "/sync", access: guestsOK, h: a.syncHandler},
+		{method: "POST", path: "/user/{userId}/filter", access: members, h: a.postFilter},
+		{method: "GET", path: "/user/{userId}/filter/{filterId}", access: members, h: a.getFilter},
+		{method: "GET", path: "/events", access: guestsOK, h: a.events, v1: true},
+		{method: "GET", path: "/rooms/{roomId}/initialSync", access: guestsOK, h: a.roomInitialSync, v1: true},
+		{method: "GET", path: "/initialSync", access: members, h: a.initialSync, v1: true},
+
+		{method: "PUT", path: "/rooms/{roomId}/typing/{userId}", access: members, h: a.typing},
+		{method: "POST", path: "/rooms/{roomId}/receipt/{receiptType}/{eventId}", access: members, h: a.receipt},
+		{method: "POST", path: "/rooms/{roomId}/read_markers", access: members, h: a.readMarkers},
+		{method: "GET", path: "/presence/{userId}/status", access: members, h: a.getPresence},
+		{method: "PUT", path: "/presence/{userId}/status", access: members, h: a.putPresence},
+
+		{method: "GET", path: "/profile/{userId}", access: public, h: a.getProfile},
+		{method: "GET", path: "/profile/{userId}/{field}", access: public, h: a.getProfileField},
+		{method: "PUT", path: "/profile/{userId}/displayname", access: guestsOK, h: a.putProfileField("displayname")},
+		{method: "DELETE", path: "/profile/{userId}/displayname", access: guestsOK, h: a.deleteProfileField("displayname")},
+		{method: "PUT", path: "/profile/{userId}/avatar_url", access: members, h: a.putProfileField("avatar_url")},
+		{method: "DELETE", path: "/profile/{userId}/avatar_url", access: members, h: a.deleteProfileField("avatar_url")},
+
+		{method: "GET", path: "/user/{userId}/account_data/{type}", access: members, h: a.getAccountData},
+		{method: "PUT", path: "/user/{userId}/account_data/{type}", access: members, h: a.putAccountData},
+		{method: "GET", path: "/user/{userId}/rooms/{roomId}/account_data/{type}", access: members, h: a.getAccountData},
+		{method: "PUT", path: "/user/{userId}/rooms/{roomId}/account_data/{type}", access: members, h: a.putAccountData},
+		{method: "GET", path: "/user/{userId}/rooms/{roomId}/tags", access: members, h: a.getTags},
+		{method: "PUT", path: "/user/{userId}/rooms/{roomId}/tags/{tag}", access: members, h: a.putTag},
+		{method: "DELETE", path: "/user/{userId}/rooms/{roomId}/tags/{tag}", access: members, h: a.deleteTag},
+	}
+}
+
+// Route describes a registered route, for tests that walk the table.
+type Route struct {
+	Method, Pattern string
+	GuestsAllowed   bool
+	Public          bool
+}
+
+// Routes lists every registered method and full path pattern.
+func (a *API) Routes() []Route {
+	var out []Route
+	for _, rt := range a.routes() {
+		for _, p := range prefixesOf(rt) {
+			out = append(out, Route{Method: rt.method, Pattern: p + rt.path, GuestsAllowed: rt.access != members, Public: rt.access == public})
+		}
+	}
+	return out
+}
+
+func prefixesOf(rt route) []string {
+	if rt.v1 {
+		return append(append([]string{}, clientPrefixes...), "/_matrix/client/api/v1")
+	}
+	return clientPrefixes
+}
+
+// Register adds every route to mux, plus the unversioned endpoints and the fallback that
+// answers unknown paths with 404 M_UNRECOGNIZED and wrong methods with 405.
+func (a *API) Register(mux *http.ServeMux) {
+	for _, rt := range a.routes() {
+		h := a.wrap(rt)
+		for _, p := range prefixesOf(rt) {
+			mux.Handle(rt.method+" "+p+rt.path, h)
+		}
+	}
+	mux.Handle("GET /_matrix/client/versions", a.wrap(route{access: public, h: a.versions}))
+	mux.Handle("GET /.well-known/matrix/client", a.wrap(route{access: public, h: a.wellKnown}))
+	mux.Handle("/", unrecognized(mux))
+}
+
+// wrap authenticates and applies the route's access rule, then runs the handler.
+func (a *API) wrap(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := a.serve(rt, w, r)
+		if err != nil {
+			status := httpx.WriteError(w, r, err)
+			if e, ok := mxerr.As(err); ok {
+				httpx.AddLogAttr(r.Context(), slog.String("errcode", e.Code))
+			}
+			if status >= 500 && status != 499 {
+				httpx.AddLogAttr(r.Context(), slog.String("err", err.Error()))
+			}
+		}
+	})
+}
+
+func (a *API) serve(rt route, w http.ResponseWriter, r *http.Request) error {
+	var sess *auth.Session
+	if rt.access != public {
+		s, err := a.auth.Authenticate(r.Context(), r)
+		if err != nil {
+			return err
+		}
+		if s.IsGuest && rt.access == members {
+			return mxerr.GuestAccessForbidden()
+		}
+		httpx.AddLogAttr(r.Context(), slog.String("user", s.UserID))
+		sess = s
+	}
+	return rt.h(w, r, sess)
+}
+
+// unrecognized answers what no route matched: 405 if the path exists for another method,
+// else 404, both M_UNRECOGNIZED.
+func unrecognized(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, m := range []string{"GET", "POST", "PUT", "DELETE"} {
+			if m == r.Method {
+				continue
+			}
+			probe := r.Clone(r.Context())
+			probe.Method = m
+			if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+				httpx.WriteError(w, r, mxerr.MethodNotAllowed())
+				return
+			}
+		}
+		msg := "Unrecognized request"
+		if !strings.HasPrefix(r.URL.Path, "/_matrix/") {
+			msg = "Not found"
+		}
+		httpx.WriteError(w, r, mxerr.Unrecognized(msg))
+	})
+}
+
+// RoutePattern names the route a request matched, for logs and metrics.
+func RoutePattern(mux *http.ServeMux) func(*http.Request) string {
+	return func(r *http.Request) string {
+		if r.Pattern != "" {
+			return r.Pattern
+		}
+		return "unmatched"
+	}
+}

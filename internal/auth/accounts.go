@@ -1,0 +1,544 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"porthole/internal/mxerr"
+	"porthole/internal/storage"
+)
+
+// Config is what the account service needs to know.
+type Config struct {
+	ServerName       string
+	OpenRegistration bool
+	GuestsEnabled    bool
+	BcryptCost       int
+}
+
+// Service owns accounts and sessions.
+type Service struct {
+	store storage.Store
+	cfg   Config
+	log   *slog.Logger
+	cache sessionCache
+	// OnNewUser is called after a user account is created (to set up profile state).
+	OnNewUser func(ctx context.Context, userID string)
+}
+
+// New returns the account service.
+func New(store storage.Store, cfg Config, log *slog.Logger) *Service {
+	if cfg.BcryptCost == 0 {
+		cfg.BcryptCost = bcrypt.DefaultCost
+	}
+	return &Service{store: store, cfg: cfg, log: log, cache: sessionCache{byHash: make(map[string]*Session), maxItems: 1 << 20}}
+}
+
+// ServerName is the homeserver's name.
+func (a *Service) ServerName() string { return a.cfg.ServerName }
+
+// Login is what registration and login return.
+type Login struct {
+	UserID      string `json:"user_id"`
+	AccessToken string `json:"access_token,omitempty"`
+	DeviceID    string `json:"device_id,omitempty"`
+	HomeServer  string `json:"home_server"`
+}
+
+// AuthDict is the "auth" object of user-interactive authentication.
+type AuthDict struct {
+	Type       string          `json:"type"`
+	Session    string          `json:"session"`
+	Password   string          `json:"password"`
+	User       string          `json:"user"`
+	Identifier *UserIdentifier `json:"identifier"`
+}
+
+// UserIdentifier is the login "identifier" object.
+type UserIdentifier struct {
+	Type string `json:"type"`
+	User string `json:"user"`
+}
+
+// RegisterRequest is the body of POST /register.
+type RegisterRequest struct {
+	Username                 string    `json:"username"`
+	Password                 *string   `json:"password"`
+	DeviceID                 string    `json:"device_id"`
+	InitialDeviceDisplayName *string   `json:"initial_device_display_name"`
+	InhibitLogin             bool      `json:"inhibit_login"`
+	Auth                     *AuthDict `json:"auth"`
+	GuestAccessToken         string    `json:"guest_access_token"`
+}
+
+const maxPasswordLen = 512
+
+// ValidateLocalpart checks a requested username: lower-case, the spec's characters, not
+// all digits (numeric localparts are reserved for guests), and a user ID of at most 255.
+func (a *Service) ValidateLocalpart(localpart string) error {
+	if localpart == "" {
+		return mxerr.InvalidUsername("Username must not be empty")
+	}
+	for _, c := range localpart {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || strings.ContainsRune("._=-/+", c)) {
+			return mxerr.InvalidUsername("Username may only contain a-z, 0-9, and ._=-/+")
+		}
+	}
+	if _, err := strconv.ParseUint(localpart, 10, 64); err == nil || strings.Trim(localpart, "0123456789") == "" {
+		return mxerr.InvalidUsername("Numeric user IDs are reserved for guest users")
+	}
+	if len(a.UserID(localpart)) > 255 {
+		return mxerr.InvalidUsername("User ID may not be longer than 255 characters")
+	}
+	return nil
+}
+
+// UserID builds a local user ID.
+func (a *Service) UserID(localpart string) string { return "@" + localpart + ":" + a.cfg.ServerName }
+
+// LocalpartOf returns the localpart of a local user ID, or "" if it is not local.
+func (a *Service) LocalpartOf(userID string) string {
+	if !strings.HasPrefix(userID, "@") || !strings.HasSuffix(userID, ":"+a.cfg.ServerName) {
+		return ""
+	}
+	return userID[1 : len(userID)-len(a.cfg.ServerName)-1]
+}
+
+// Available reports whether a username may be registered.
+func (a *Service) Available(ctx context.Context, localpart string) error {
+	if err := a.ValidateLocalpart(localpart); err != nil {
+		return err
+	}
+	_, err := a.store.User(ctx, a.UserID(localpart))
+	if err == nil {
+		return mxerr.UserInUse("User ID already taken.")
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return mxerr.Internal(err)
+	}
+	return nil
+}
+
+// RegisterGuest creates a guest account: a numeric localpart, no password, no UIA.
+func (a *Service) RegisterGuest(ctx context.Context, deviceName *string) (Login, error) {
+	if !a.cfg.GuestsEnabled {
+		return Login{}, &mxerr.Error{Status: 403, Code: "M_UNKNOWN", Message: "Guest access is disabled"}
+	}
+	var out Login
+	err := a.store.Write(ctx, func(tx storage.Tx) error {
+		n, err := tx.NextGuestNumber(ctx)
+		if err != nil {
+			return err
+		}
+		localpart := strconv.FormatInt(n, 10)
+		userID := a.UserID(localpart)
+		if err := tx.CreateUser(ctx, storage.User{ID: userID, IsGuest: true, DisplayName: &localpart, CreatedTS: time.Now().UnixMilli()}); err != nil {
+			return err
+		}
+		out, err = a.createLogin(ctx, tx, userID, "", deviceName)
+		return err
+	})
+	if err != nil {
+		return Login{}, mxerr.Internal(err)
+	}
+	a.log.Debug("guest registered", "user", out.UserID)
+	return out, nil
+}
+
+// Register handles POST /register for kind=user, including guest upgrades.
+func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, error) {
+	if !a.cfg.OpenRegistration {
+		return Login{}, mxerr.Forbidden("Registration has been disabled")
+	}
+	// A guest upgrading to a full account keeps its user ID.
+	var guest *Session
+	if req.GuestAccessToken != "" {
+		s, err := a.SessionForToken(ctx, req.GuestAccessToken)
+		if err != nil || !s.IsGuest {
+			return Login{}, mxerr.Forbidden("Invalid guest access token")
+		}
+		guest = s
+	}
+	localpart := req.Username
+	if guest != nil {
+		if localpart == "" {
+			localpart = a.LocalpartOf(guest.UserID)
+		}
+		if a.UserID(localpart) != guest.UserID {
+			return Login{}, mxerr.Forbidden("Cannot register taken user ID without valid guest credentials for that user")
+		}
+	} else if localpart != "" {
+		if err := a.Available(ctx, strings.ToLower(localpart)); err != nil {
+			// Synapse lower-cases the name before checking; upper case is still refused.
+			if localpart != strings.ToLower(localpart) {
+				return Login{}, mxerr.InvalidUsername("Username may only contain a-z, 0-9, and ._=-/+")
+			}
+			return Login{}, err
+		}
+	}
+	if err := a.requireUIA(ctx, req.Auth, [][]string{{"m.login.dummy"}}, "", nil); err != nil {
+		return Login{}, err
+	}
+	if req.Password == nil {
+		return Login{}, mxerr.MissingParam("Missing params: password")
+	}
+	if len(*req.Password) > maxPasswordLen {
+		return Login{}, mxerr.InvalidParam("Password too long")
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(*req.Password), a.cfg.BcryptCost)
+	if err != nil {
+		return Login{}, mxerr.Internal(err)
+	}
+	var out Login
+	var userID string
+	err = a.store.Write(ctx, func(tx storage.Tx) error {
+		if guest != nil {
+			userID = guest.UserID
+			if err := tx.UpgradeGuest(ctx, userID, string(hash)); err != nil {
+				return err
+			}
+			// The guest's old devices and tokens stop working.
+			if _, err := tx.DeleteDevices(ctx, userID, nil, ""); err != nil {
+				return err
+			}
+		} else {
+			if localpart == "" {
+				localpart = "u" + strings.ToLower(RandomDeviceID())
+			}
+			userID = a.UserID(localpart)
+			if err := tx.CreateUser(ctx, storage.User{ID: userID, PasswordHash: string(hash), DisplayName: &localpart, CreatedTS: time.Now().UnixMilli()}); err != nil {
+				return err
+			}
+		}
+		if req.InhibitLogin {
+			out = Login{UserID: userID, HomeServer: a.cfg.ServerName}
+			return nil
+		}
+		var err error
+		out, err = a.createLogin(ctx, tx, userID, req.DeviceID, req.InitialDeviceDisplayName)
+		return err
+	})
+	if errors.Is(err, storage.ErrConflict) {
+		return Login{}, mxerr.UserInUse("User ID already taken.")
+	} else if errors.Is(err, storage.ErrNotFound) && guest != nil {
+		return Login{}, mxerr.Forbidden("Guest account was already upgraded")
+	} else if err != nil {
+		return Login{}, mxerr.Internal(err)
+	}
+	if guest != nil {
+		a.cache.revokeWhere(func(s *Session) bool { return s.UserID == userID && s.IsGuest })
+		a.log.Info("guest upgraded", "user", userID)
+	} else {
+		a.log.Info("user registered", "user", userID)
+	}
+	return out, nil
+}
+
+// createLogin makes a device (or reuses deviceID, revoking its old tokens) and a token.
+func (a *Service) createLogin(ctx context.Context, tx storage.Tx, userID, deviceID string, displayName *string) (Login, error) {
+	if deviceID == "" {
+		deviceID = RandomDeviceID()
+	} else if _, err := tx.DeleteDevices(ctx, userID, []string{deviceID}, ""); err != nil {
+		return Login{}, err
+	}
+	now := time.Now().UnixMilli()
+	if err := tx.CreateDevice(ctx, storage.Device{UserID: userID, ID: deviceID, DisplayName: displayName, LastSeenTS: now, CreatedTS: now}); err != nil {
+		return Login{}, err
+	}
+	token, hash := NewToken()
+	if err := tx.CreateToken(ctx, hash, userID, deviceID); err != nil {
+		return Login{}, err
+	}
+	return Login{UserID: userID, AccessToken: token, DeviceID: deviceID, HomeServer: a.cfg.ServerName}, nil
+}
+
+// LoginRequest is the body of POST /login.
+type LoginRequest struct {
+	Type                     string          `json:"type"`
+	Identifier               *UserIdentifier `json:"identifier"`
+	User                     string          `json:"user"`
+	Password                 string          `json:"password"`
+	DeviceID                 string          `json:"device_id"`
+	InitialDeviceDisplayName *string         `json:"initial_device_display_name"`
+}
+
+// resolveUser turns an identifier (localpart or full user ID) into a local user ID.
+func (a *Service) resolveUser(ident *UserIdentifier, legacyUser string) (string, error) {
+	user := legacyUser
+	if ident != nil {
+		if ident.Type != "m.id.user" {
+			return "", mxerr.Unknown("Unknown identifier type")
+		}
+		user = ident.User
+	}
+	if user == "" {
+		return "", mxerr.MissingParam("Missing user identifier")
+	}
+	if strings.HasPrefix(user, "@") {
+		return strings.ToLower(user), nil
+	}
+	return a.UserID(strings.ToLower(user)), nil
+}
+
+// checkPassword verifies a user's password; every failure is the same 403.
+func (a *Service) checkPassword(ctx context.Context, userID, password string) error {
+	u, err := a.store.User(ctx, userID)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && u.PasswordHash == "") || len(password) > maxPasswordLen {
+		return mxerr.Forbidden("Invalid username or password")
+	} else if err != nil {
+		return mxerr.Internal(err)
+	}
+	if u.Deactivated {
+		return mxerr.UserDeactivated()
+	}
+	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(password)) != nil {
+		return mxerr.Forbidden("Invalid username or password")
+	}
+	return nil
+}
+
+// Login handles POST /login with m.login.password.
+func (a *Service) Login(ctx context.Context, req LoginRequest) (Login, error) {
+	if req.Type != "m.login.password" {
+		return Login{}, mxerr.Unknown("Unknown login type " + strconv.Quote(req.Type))
+	}
+	userID, err := a.resolveUser(req.Identifier, req.User)
+	if err != nil {
+		return Login{}, err
+	}
+	if err := a.checkPassword(ctx, userID, req.Password); err != nil {
+		return Login{}, err
+	}
+	var out Login
+	err = a.store.Write(ctx, func(tx storage.Tx) error {
+		var err error
+		out, err = a.createLogin(ctx, tx, userID, req.DeviceID, req.InitialDeviceDisplayName)
+		return err
+	})
+	if err != nil {
+		return Login{}, mxerr.Internal(err)
+	}
+	if req.DeviceID != "" {
+		a.cache.revokeWhere(func(s *Session) bool { return s.UserID == userID && s.DeviceID == req.DeviceID })
+	}
+	return out, nil
+}
+
+// Logout ends the session and deletes its device.
+func (a *Service) Logout(ctx context.Context, s *Session) error {
+	return a.DeleteDevices(ctx, s.UserID, []string{s.DeviceID})
+}
+
+// LogoutAll ends every session of the user.
+func (a *Service) LogoutAll(ctx context.Context, s *Session) error {
+	return a.DeleteDevices(ctx, s.UserID, nil)
+}
+
+// DeleteDevices removes devices (all of the user's when ids is nil) and revokes their tokens.
+func (a *Service) DeleteDevices(ctx context.Context, userID string, ids []string) error {
+	var deleted []string
+	err := a.store.Write(ctx, func(tx storage.Tx) error {
+		var err error
+		deleted, err = tx.DeleteDevices(ctx, userID, ids, "")
+		return err
+	})
+	if err != nil {
+		return mxerr.Internal(err)
+	}
+	gone := make(map[string]bool, len(deleted))
+	for _, d := range deleted {
+		gone[d] = true
+	}
+	a.cache.revokeWhere(func(s *Session) bool { return s.UserID == userID && (ids == nil || gone[s.DeviceID]) })
+	return nil
+}
+
+// ChangePasswordRequest is the body of POST /account/password.
+type ChangePasswordRequest struct {
+	NewPassword   *string   `json:"new_password"`
+	LogoutDevices *bool     `json:"logout_devices"`
+	Auth          *AuthDict `json:"auth"`
+}
+
+// ChangePassword sets a new password after UIA with the old one; by default other
+// devices are logged out.
+func (a *Service) ChangePassword(ctx context.Context, s *Session, req ChangePasswordRequest) error {
+	if err := a.requireUIA(ctx, req.Auth, [][]string{{"m.login.password"}}, s.UserID, nil); err != nil {
+		return err
+	}
+	if req.NewPassword == nil || *req.NewPassword == "" {
+		return mxerr.MissingParam("Missing params: new_password")
+	}
+	if len(*req.NewPassword) > maxPasswordLen {
+		return mxerr.InvalidParam("Password too long")
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(*req.NewPassword), a.cfg.BcryptCost)
+	if err != nil {
+		return mxerr.Internal(err)
+	}
+	logout := req.LogoutDevices == nil || *req.LogoutDevices
+	err = a.store.Write(ctx, func(tx storage.Tx) error {
+		if err := tx.UpdatePassword(ctx, s.UserID, string(hash)); err != nil {
+			return err
+		}
+		if logout {
+			_, err := tx.DeleteDevices(ctx, s.UserID, nil, s.DeviceID)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return mxerr.Internal(err)
+	}
+	if logout {
+		a.cache.revokeWhere(func(o *Session) bool { return o.UserID == s.UserID && o.DeviceID != s.DeviceID })
+	}
+	return nil
+}
+
+// RequirePassword runs UIA with m.login.password for sensitive operations (device
+// deletion, deactivation).
+func (a *Service) RequirePassword(ctx context.Context, s *Session, d *AuthDict) error {
+	return a.requireUIA(ctx, d, [][]string{{"m.login.password"}}, s.UserID, nil)
+}
+
+// Deactivate disables the account and revokes every session.
+func (a *Service) Deactivate(ctx context.Context, userID string) error {
+	err := a.store.Write(ctx, func(tx storage.Tx) error {
+		if _, err := tx.DeleteDevices(ctx, userID, nil, ""); err != nil {
+			return err
+		}
+		return tx.Deactivate(ctx, userID)
+	})
+	if err != nil {
+		return mxerr.Internal(err)
+	}
+	a.cache.revokeWhere(func(s *Session) bool { return s.UserID == userID })
+	return nil
+}
+
+// requireUIA enforces user-interactive auth: without a completed flow it answers 401 with
+// the flows and a session ID. userID, when set, is whose password m.login.password checks.
+func (a *Service) requireUIA(ctx context.Context, d *AuthDict, flows [][]string, userID string, params map[string]any) error {
+	if params == nil {
+		params = map[string]any{}
+	}
+	flowList := make([]map[string]any, len(flows))
+	for i, f := range flows {
+		flowList[i] = map[string]any{"stages": f}
+	}
+	challenge := func(session string, completed []string, cause *mxerr.Error) error {
+		e := &mxerr.Error{Status: 401, Extra: map[string]any{"flows": flowList, "params": params, "session": session, "completed": completed}}
+		if cause != nil {
+			e.Code, e.Message = cause.Code, cause.Message
+		}
+		return e
+	}
+	if d == nil || d.Type == "" {
+		session := RandomID(18)
+		var completed []string
+		if d != nil && d.Session != "" {
+			if done, err := a.store.UIASession(ctx, d.Session); err == nil {
+				session, completed = d.Session, done
+			}
+		}
+		if completed == nil {
+			if err := a.store.Write(ctx, func(tx storage.Tx) error { return tx.PutUIASession(ctx, session, nil) }); err != nil {
+				return mxerr.Internal(err)
+			}
+			completed = []string{}
+		}
+		return challenge(session, completed, nil)
+	}
+	session := d.Session
+	var completed []string
+	if session != "" {
+		done, err := a.store.UIASession(ctx, session)
+		if errors.Is(err, storage.ErrNotFound) {
+			return mxerr.Unknown("Unknown UIA session " + strconv.Quote(session))
+		} else if err != nil {
+			return mxerr.Internal(err)
+		}
+		completed = done
+	} else {
+		session = RandomID(18)
+	}
+	switch d.Type {
+	case "m.login.dummy":
+	case "m.login.password":
+		who, err := a.resolveUser(d.Identifier, d.User)
+		if err != nil {
+			return challenge(session, completed, mxerr.Forbidden("Missing user identifier"))
+		}
+		if userID != "" && who != userID {
+			return challenge(session, completed, mxerr.Forbidden("Invalid username or password"))
+		}
+		if err := a.checkPassword(ctx, who, d.Password); err != nil {
+			e, _ := mxerr.As(err)
+			return challenge(session, completed, e)
+		}
+	default:
+		return challenge(session, completed, mxerr.Unknown(fmt.Sprintf("Unknown auth type %q", d.Type)))
+	}
+	if !contains(flowStages(flows), d.Type) {
+		return challenge(session, completed, mxerr.Unknown(fmt.Sprintf("Auth type %q is not offered", d.Type)))
+	}
+	if !contains(completed, d.Type) {
+		completed = append(completed, d.Type)
+	}
+	for _, f := range flows {
+		if subset(f, completed) {
+			if d.Session != "" {
+				a.store.Write(ctx, func(tx storage.Tx) error { return tx.DeleteUIASession(ctx, session) })
+			}
+			return nil
+		}
+	}
+	if err := a.store.Write(ctx, func(tx storage.Tx) error { return tx.PutUIASession(ctx, session, completed) }); err != nil {
+		return mxerr.Internal(err)
+	}
+	return challenge(session, completed, nil)
+}
+
+func flowStages(flows [][]string) []string {
+	var out []string
+	for _, f := range flows {
+		out = append(out, f...)
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func subset(need, have []string) bool {
+	for _, n := range need {
+		if !contains(have, n) {
+			return false
+		}
+	}
+	return true
+}
+
+// UpdateDevice renames a device.
+func (a *Service) UpdateDevice(ctx context.Context, userID, deviceID string, displayName *string) error {
+	err := a.store.Write(ctx, func(tx storage.Tx) error { return tx.UpdateDevice(ctx, userID, deviceID, displayName) })
+	if errors.Is(err, storage.ErrNotFound) {
+		return mxerr.NotFound("Unknown device")
+	} else if err != nil {
+		return mxerr.Internal(err)
+	}
+	return nil
+}

@@ -1,0 +1,209 @@
+// Package config holds Porthole's settings: defaults, the YAML file, PORTHOLE_* environment
+// overrides, and validation that reports every problem at once.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole server configuration. The yaml tags are the file's keys; the env
+// override of a key is PORTHOLE_ followed by the key in upper case (PORTHOLE_SERVER_NAME).
+type Config struct {
+	ServerName string `yaml:"server_name"`
+	Listen     string `yaml:"listen"`
+	DataDir    string `yaml:"data_dir"`
+	// Database is empty for SQLite in DataDir, a path or sqlite:// URL for another SQLite file,
+	// or postgres://... for PostgreSQL.
+	Database       string `yaml:"database"`
+	PublicBaseURL  string `yaml:"public_baseurl"`
+	Registration   string `yaml:"registration"` // open | closed
+	Guests         string `yaml:"guests"`       // on | off
+	DefaultRoomVer string `yaml:"default_room_version"`
+	LogLevel       string `yaml:"log_level"`  // debug | info | warn | error
+	LogFormat      string `yaml:"log_format"` // text | json
+
+	MaxRequestBody int64 `yaml:"max_request_body"` // bytes; larger bodies get 413 M_TOO_LARGE
+
+	// Long-poll limits for /events and /sync.
+	LongPollDefault time.Duration `yaml:"long_poll_default"`
+	LongPollMax     time.Duration `yaml:"long_poll_max"`
+	LongPollMin     time.Duration `yaml:"long_poll_min"`
+
+	// PeekWindow is how many recent stream items each active room keeps in memory,
+	// already encoded, to serve long-polls without touching the database.
+	PeekWindow int `yaml:"peek_window"`
+
+	// Pprof, when set, is a loopback host:port serving /debug/pprof on its own listener.
+	Pprof string `yaml:"pprof"`
+
+	// SQLite tuning.
+	SQLiteReaders int `yaml:"sqlite_readers"`
+
+	// BcryptCost is the bcrypt work factor for passwords (4-31).
+	BcryptCost int `yaml:"bcrypt_cost"`
+}
+
+// Default returns the configuration used when nothing is given.
+func Default() Config {
+	return Config{
+		ServerName:      "localhost",
+		Listen:          "127.0.0.1:8008",
+		DataDir:         "./porthole-data",
+		Registration:    "open",
+		Guests:          "on",
+		DefaultRoomVer:  "10",
+		LogLevel:        "info",
+		LogFormat:       "text",
+		MaxRequestBody:  256 << 10,
+		LongPollDefault: 30 * time.Second,
+		LongPollMax:     60 * time.Second,
+		LongPollMin:     500 * time.Millisecond,
+		PeekWindow:      512,
+		SQLiteReaders:   8,
+		BcryptCost:      12,
+	}
+}
+
+// Load reads a YAML file over the defaults. Unknown keys are an error: a typo must not
+// silently leave a default in place.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("reading config: %w", err)
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(data)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("parsing config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ApplyEnv overrides fields from PORTHOLE_<KEY> environment variables.
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	var errs []error
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		key := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
+		raw := getenv("PORTHOLE_" + strings.ToUpper(key))
+		if raw == "" {
+			continue
+		}
+		if err := setField(v.Field(i), raw); err != nil {
+			errs = append(errs, fmt.Errorf("PORTHOLE_%s: %w", strings.ToUpper(key), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func setField(f reflect.Value, raw string) error {
+	switch f.Interface().(type) {
+	case string:
+		f.SetString(raw)
+	case time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return err
+		}
+		f.SetInt(int64(d))
+	case int, int64:
+		n, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil {
+			return err
+		}
+		f.SetInt(n)
+	default:
+		return fmt.Errorf("unsupported type %s", f.Type())
+	}
+	return nil
+}
+
+// Validate reports every problem with the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.ServerName == "" || strings.ContainsAny(c.ServerName, "/@!#$ ") {
+		bad("server_name %q is not a valid server name", c.ServerName)
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen %q: %v", c.Listen, err)
+	}
+	if c.DataDir == "" {
+		bad("data_dir must not be empty")
+	}
+	if c.Registration != "open" && c.Registration != "closed" {
+		bad("registration must be open or closed, not %q", c.Registration)
+	}
+	if c.Guests != "on" && c.Guests != "off" {
+		bad("guests must be on or off, not %q", c.Guests)
+	}
+	switch c.DefaultRoomVer {
+	case "10", "11", "12":
+	default:
+		bad("default_room_version must be 10, 11 or 12, not %q", c.DefaultRoomVer)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level must be debug, info, warn or error, not %q", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("log_format must be text or json, not %q", c.LogFormat)
+	}
+	if c.MaxRequestBody < 70<<10 {
+		bad("max_request_body must be at least 71680 bytes (events may be 64 KiB), not %d", c.MaxRequestBody)
+	}
+	if c.LongPollMin < 0 || c.LongPollMax <= 0 || c.LongPollMin > c.LongPollMax {
+		bad("long poll limits must satisfy 0 <= long_poll_min <= long_poll_max, 0 < long_poll_max")
+	}
+	if c.LongPollDefault <= 0 || c.LongPollDefault > c.LongPollMax {
+		bad("long_poll_default must be positive and at most long_poll_max")
+	}
+	if c.PeekWindow < 16 || c.PeekWindow > 1<<20 {
+		bad("peek_window must be between 16 and 1048576, not %d", c.PeekWindow)
+	}
+	if c.SQLiteReaders < 1 || c.SQLiteReaders > 256 {
+		bad("sqlite_readers must be between 1 and 256, not %d", c.SQLiteReaders)
+	}
+	if c.BcryptCost < 4 || c.BcryptCost > 31 {
+		bad("bcrypt_cost must be between 4 and 31, not %d", c.BcryptCost)
+	}
+	if c.Pprof != "" {
+		host, _, err := net.SplitHostPort(c.Pprof)
+		if err != nil {
+			bad("pprof %q: %v", c.Pprof, err)
+		} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			bad("pprof must listen on a loopback address, not %q", c.Pprof)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DatabaseURL resolves the database setting: empty means SQLite in the data directory.
+func (c *Config) DatabaseURL() string {
+	if c.Database == "" {
+		return "sqlite://" + filepath.Join(c.DataDir, "porthole.db")
+	}
+	return c.Database
+}
+
+// BaseURL is what /.well-known/matrix/client advertises.
+func (c *Config) BaseURL() string {
+	if c.PublicBaseURL != "" {
+		return strings.TrimRight(c.PublicBaseURL, "/")
+	}
+	return "http://" + c.Listen
+}

@@ -1,0 +1,39 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Sample renders a commented configuration file holding every setting at its value in c
+// (porthole generate-config prints Sample(Default())).
+func Sample(c Config) string {
+	var b strings.Builder
+	line := func(comment string, key string, value any) {
+		for _, l := range strings.Split(comment, "\n") {
+			fmt.Fprintf(&b, "# %s\n", l)
+		}
+		fmt.Fprintf(&b, "%s: %v\n\n", key, value)
+	}
+	q := func(s string) string { return fmt.Sprintf("%q", s) }
+	b.WriteString("# Porthole homeserver configuration.\n# Every key can also be set with the environment variable PORTHOLE_<KEY> (upper case),\n# and the common ones with command-line flags; flags win over the environment, which wins over this file.\n\n")
+	line("The server name: the part after the colon in user IDs, room aliases and (room v10/v11) room IDs.\nIt cannot be changed once users exist.", "server_name", q(c.ServerName))
+	line("Address for the client API (host:port).", "listen", q(c.Listen))
+	line("Directory for the SQLite database and the signing key; created if missing.", "data_dir", q(c.DataDir))
+	line("Database: empty for SQLite in data_dir, a sqlite:// path for another SQLite file,\nor postgres://user@host:5432/db for PostgreSQL.", "database", q(c.Database))
+	line("Base URL clients should use, advertised at /.well-known/matrix/client (default: http://<listen>).", "public_baseurl", q(c.PublicBaseURL))
+	line("Whether anyone may register an account: open or closed.", "registration", c.Registration)
+	line("Whether visitors may register guest accounts (POST /register?kind=guest): on or off.\nExisting guests keep working when this is turned off.", "guests", c.Guests)
+	line("Room version for new rooms when the client does not ask for one: 10, 11 or 12.", "default_room_version", q(c.DefaultRoomVer))
+	line("Log level: debug, info, warn or error.", "log_level", c.LogLevel)
+	line("Log format: text or json.", "log_format", c.LogFormat)
+	line("Largest request body accepted, in bytes; larger ones get 413 M_TOO_LARGE.", "max_request_body", c.MaxRequestBody)
+	line("Long-poll timeout of /events and /sync when the client gives none.", "long_poll_default", c.LongPollDefault)
+	line("Longest long-poll timeout honoured; larger requested timeouts are cut to this.", "long_poll_max", c.LongPollMax)
+	line("Shortest non-zero long-poll timeout; smaller ones are raised to this so looping clients do not spin the server.", "long_poll_min", c.LongPollMin)
+	line("Recent stream items each active room keeps in memory, encoded once, for long-polls.", "peek_window", c.PeekWindow)
+	line("Loopback host:port for a separate /debug/pprof listener; empty disables it.", "pprof", q(c.Pprof))
+	line("Read connections in the SQLite pool (writes always use one connection).", "sqlite_readers", c.SQLiteReaders)
+	line("bcrypt work factor for stored passwords (4-31); each step doubles the cost of a login.", "bcrypt_cost", c.BcryptCost)
+	return b.String()
+}

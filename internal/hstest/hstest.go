@@ -1,0 +1,279 @@
+// Package hstest runs a real Porthole server in-process over real HTTP on a fresh
+// database (a temporary SQLite file, or a fresh PostgreSQL schema when
+// PORTHOLE_TEST_POSTGRES is set) and gives tests a small Matrix client.
+package hstest
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/tidwall/gjson"
+
+	"porthole/internal/config"
+	"porthole/internal/server"
+)
+
+// Server is a running test homeserver.
+type Server struct {
+	URL    string
+	Name   string
+	Server *server.Server
+	http   *http.Client
+}
+
+// PostgresDSN is the PostgreSQL server tests use when PORTHOLE_TEST_POSTGRES is set.
+func PostgresDSN() string { return os.Getenv("PORTHOLE_TEST_POSTGRES") }
+
+// FreshDatabase returns a database URL for one test: a SQLite file in dir, or a new
+// PostgreSQL schema (dropped when the test ends).
+func FreshDatabase(t testing.TB, dir string) string {
+	dsn := PostgresDSN()
+	if dsn == "" {
+		return "sqlite://" + dir + "/porthole.db"
+	}
+	schema := fmt.Sprintf("t_%d_%d", time.Now().UnixNano(), schemaCounter.Add(1))
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatalf("postgres: %v", err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("creating schema: %v", err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("pgx", dsn)
+		if err == nil {
+			db.Exec("DROP SCHEMA " + schema + " CASCADE")
+			db.Close()
+		}
+	})
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("bad PORTHOLE_TEST_POSTGRES: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+var schemaCounter atomic.Int64
+
+// New starts a server. mods adjust the configuration before start.
+func New(t testing.TB, mods ...func(*config.Config)) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.DataDir = dir
+	cfg.Database = FreshDatabase(t, dir)
+	cfg.BcryptCost = 4
+	cfg.LogLevel = "warn"
+	for _, m := range mods {
+		m(&cfg)
+	}
+	level := slog.LevelWarn
+	if os.Getenv("PORTHOLE_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	srv, err := server.New(context.Background(), cfg, log)
+	if err != nil {
+		t.Fatalf("starting server: %v", err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		srv.Notifier().Shutdown()
+		ts.CloseClientConnections()
+		ts.Close()
+		srv.Close()
+	})
+	return &Server{URL: ts.URL, Name: cfg.ServerName, Server: srv, http: ts.Client()}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Client is a Matrix client of the test server.
+type Client struct {
+	S        *Server
+	UserID   string
+	DeviceID string
+	Token    string
+	txn      atomic.Int64
+}
+
+// Anon is a client without a token.
+func (s *Server) Anon() *Client { return &Client{S: s} }
+
+// Response is an HTTP answer.
+type Response struct {
+	Status int
+	Body   []byte
+}
+
+// JSON parses the body.
+func (r Response) JSON() gjson.Result { return gjson.ParseBytes(r.Body) }
+
+// Get reads a path in the body (gjson syntax).
+func (r Response) Get(path string) gjson.Result { return gjson.GetBytes(r.Body, path) }
+
+func (r Response) String() string { return fmt.Sprintf("%d %s", r.Status, r.Body) }
+
+// Do sends a request. body may be nil, a []byte/string (sent as is) or a value (JSON).
+func (c *Client) Do(t testing.TB, method, path string, body any) Response {
+	t.Helper()
+	return c.DoCtx(context.Background(), t, method, path, body)
+}
+
+// DoCtx is Do with a context (for long-polls a test cancels).
+func (c *Client) DoCtx(ctx context.Context, t testing.TB, method, path string, body any) Response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			t.Fatalf("encoding body: %v", err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/_matrix/client/v3/" + path
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.S.URL+path, rd)
+	if err != nil {
+		t.Fatalf("request: %v", err)
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.S.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Response{Status: 0}
+		}
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil && ctx.Err() == nil {
+		t.Fatalf("%s %s: reading body: %v", method, path, err)
+	}
+	return Response{Status: resp.StatusCode, Body: raw}
+}
+
+// Must sends a request and fails the test unless the status is want.
+func (c *Client) Must(t testing.TB, want int, method, path string, body any) Response {
+	t.Helper()
+	r := c.Do(t, method, path, body)
+	if r.Status != want {
+		t.Fatalf("%s %s: got %s, want status %d", method, path, r, want)
+	}
+	return r
+}
+
+// MustErr sends a request and checks the status and errcode of the error.
+func (c *Client) MustErr(t testing.TB, status int, errcode, method, path string, body any) Response {
+	t.Helper()
+	r := c.Do(t, method, path, body)
+	if r.Status != status || r.Get("errcode").String() != errcode {
+		t.Fatalf("%s %s: got %s, want %d %s", method, path, r, status, errcode)
+	}
+	if r.Get("error").Type != gjson.String {
+		t.Fatalf("%s %s: error body without an error message: %s", method, path, r)
+	}
+	return r
+}
+
+var userCounter atomic.Int64
+
+// Register creates a user (UIA with m.login.dummy) and returns its client.
+func (s *Server) Register(t testing.TB, localpart string) *Client {
+	t.Helper()
+	if localpart == "" {
+		localpart = fmt.Sprintf("user%d", userCounter.Add(1))
+	}
+	r := s.Anon().Must(t, 200, "POST", "register", map[string]any{
+		"username": localpart, "password": "pw-" + localpart, "auth": map[string]string{"type": "m.login.dummy"},
+	})
+	return &Client{S: s, UserID: r.Get("user_id").String(), DeviceID: r.Get("device_id").String(), Token: r.Get("access_token").String()}
+}
+
+// Guest registers a guest.
+func (s *Server) Guest(t testing.TB) *Client {
+	t.Helper()
+	r := s.Anon().Must(t, 200, "POST", "register?kind=guest", map[string]any{})
+	return &Client{S: s, UserID: r.Get("user_id").String(), DeviceID: r.Get("device_id").String(), Token: r.Get("access_token").String()}
+}
+
+// CreateRoom creates a room and returns its ID.
+func (c *Client) CreateRoom(t testing.TB, body map[string]any) string {
+	t.Helper()
+	if body == nil {
+		body = map[string]any{}
+	}
+	return c.Must(t, 200, "POST", "createRoom", body).Get("room_id").String()
+}
+
+// WorldReadableRoom creates a public room that is world-readable and open to guests.
+func (c *Client) WorldReadableRoom(t testing.TB) string {
+	t.Helper()
+	return c.CreateRoom(t, map[string]any{"preset": "public_chat", "initial_state": []map[string]any{
+		{"type": "m.room.history_visibility", "content": map[string]string{"history_visibility": "world_readable"}},
+		{"type": "m.room.guest_access", "content": map[string]string{"guest_access": "can_join"}},
+	}})
+}
+
+// Join joins a room.
+func (c *Client) Join(t testing.TB, roomID string) {
+	t.Helper()
+	c.Must(t, 200, "POST", "join/"+url.PathEscape(roomID), map[string]any{})
+}
+
+// Send sends a text message and returns its event ID.
+func (c *Client) Send(t testing.TB, roomID, body string) string {
+	t.Helper()
+	return c.SendEvent(t, roomID, "m.room.message", map[string]any{"msgtype": "m.text", "body": body})
+}
+
+// SendEvent sends any message event.
+func (c *Client) SendEvent(t testing.TB, roomID, evType string, content any) string {
+	t.Helper()
+	txn := fmt.Sprintf("t%d", c.txn.Add(1))
+	return c.Must(t, 200, "PUT", "rooms/"+url.PathEscape(roomID)+"/send/"+evType+"/"+txn, content).Get("event_id").String()
+}
+
+// SetState sends a state event.
+func (c *Client) SetState(t testing.TB, roomID, evType, stateKey string, content any) string {
+	t.Helper()
+	return c.Must(t, 200, "PUT", "rooms/"+url.PathEscape(roomID)+"/state/"+evType+"/"+url.PathEscape(stateKey), content).Get("event_id").String()
+}
+
+// Room returns "rooms/<escaped id>" for building paths.
+func Room(roomID string) string { return "rooms/" + url.PathEscape(roomID) }

@@ -1,0 +1,141 @@
+// Package live is the single write path's last step and the long-poll's memory: every
+// write that takes a stream position commits through Hub.Commit, which then, in position
+// order, appends the new items to the rooms' in-memory windows and advances the Notifier.
+// Readers serve recent items from those windows without touching storage.
+package live
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"porthole/internal/storage"
+	"porthole/internal/stream"
+)
+
+// Published is one committed stream item to announce.
+type Published struct {
+	// RoomID is the room the item belongs to ("" for per-user items such as account data).
+	RoomID string
+	Item   Item
+	// Event is the stored event behind a KindEvent item (its state changes update the room).
+	Event *storage.Event
+	// Redacted is the stored form of an event that this item redacted.
+	Redacted *storage.Event
+	// Users are woken in addition to the room's joined members.
+	Users []string
+}
+
+// Hub coordinates writes and holds the active rooms.
+type Hub struct {
+	store    storage.Store
+	notifier *stream.Notifier
+	limit    int
+	log      *slog.Logger
+
+	// writeMu serialises commit+publish, so items reach windows and the notifier in
+	// position order.
+	writeMu sync.Mutex
+
+	mu    sync.Mutex
+	rooms map[string]*Room
+}
+
+// NewHub returns a hub publishing to notifier, keeping windows of limit items.
+func NewHub(store storage.Store, notifier *stream.Notifier, limit int, log *slog.Logger) *Hub {
+	return &Hub{store: store, notifier: notifier, limit: limit, log: log, rooms: make(map[string]*Room)}
+}
+
+// Notifier returns the hub's notifier.
+func (h *Hub) Notifier() *stream.Notifier { return h.notifier }
+
+// Commit runs fn in one transaction and, once it has committed, publishes what fn returned.
+// fn must read and write only through tx (the hub's lock is held).
+func (h *Hub) Commit(ctx context.Context, fn func(tx storage.Tx) ([]Published, error)) ([]Published, error) {
+	h.writeMu.Lock()
+	defer h.writeMu.Unlock()
+	var pubs []Published
+	err := h.store.Write(ctx, func(tx storage.Tx) error {
+		var err error
+		pubs, err = fn(tx)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.publish(pubs)
+	return pubs, nil
+}
+
+// publish applies committed items to loaded rooms and wakes their listeners.
+func (h *Hub) publish(pubs []Published) {
+	var top stream.Pos
+	keys := make([]stream.Key, 0, 8)
+	for i := range pubs {
+		p := &pubs[i]
+		top = max(top, p.Item.Pos)
+		for _, u := range p.Users {
+			keys = append(keys, stream.UserKey(u))
+		}
+		if p.RoomID == "" {
+			continue
+		}
+		// The item has committed, so a room loaded now already contains it; apply skips it.
+		r, err := h.roomLocked(context.Background(), p.RoomID)
+		if err != nil {
+			h.log.Error("loading room to publish", "room", p.RoomID, "err", err)
+			continue
+		}
+		r.apply(p)
+		keys = append(keys, stream.RoomKey(p.RoomID))
+		for _, u := range r.Joined() {
+			keys = append(keys, stream.UserKey(u))
+		}
+		if p.Event != nil && p.Event.Type == "m.room.member" && p.Event.StateKey != nil {
+			keys = append(keys, stream.UserKey(*p.Event.StateKey))
+		}
+	}
+	if top > 0 {
+		h.notifier.Advance(top, keys...)
+	}
+}
+
+// Room returns the active room, loading it if needed; storage.ErrNotFound for an unknown room.
+func (h *Hub) Room(ctx context.Context, roomID string) (*Room, error) {
+	h.mu.Lock()
+	r := h.rooms[roomID]
+	h.mu.Unlock()
+	if r != nil {
+		return r, nil
+	}
+	// Load under the write lock, so no item is published between reading storage and
+	// installing the room.
+	h.writeMu.Lock()
+	defer h.writeMu.Unlock()
+	return h.roomLocked(ctx, roomID)
+}
+
+// roomLocked is Room for callers that hold writeMu.
+func (h *Hub) roomLocked(ctx context.Context, roomID string) (*Room, error) {
+	h.mu.Lock()
+	r := h.rooms[roomID]
+	h.mu.Unlock()
+	if r != nil {
+		return r, nil
+	}
+	r, err := loadRoom(ctx, h.store, roomID, h.notifier.Current(), h.limit)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.rooms[roomID] = r
+	h.mu.Unlock()
+	return r, nil
+}
+
+// ActiveRooms is the number of rooms held in memory.
+func (h *Hub) ActiveRooms() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.rooms)
+}

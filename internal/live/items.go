@@ -1,0 +1,105 @@
+package live
+
+import (
+	"encoding/json/jsontext"
+	"strconv"
+
+	"porthole/internal/clientevent"
+	"porthole/internal/storage"
+	"porthole/internal/stream"
+)
+
+// Kind is the kind of a stream item.
+type Kind uint8
+
+const (
+	KindEvent Kind = iota
+	KindReceipt
+	KindTyping
+	KindPresence
+)
+
+// Item is one entry of the stream as a room sees it, kept encoded: room events in client
+// format, typing and receipts as finished m.typing / m.receipt objects. Presence is encoded
+// when written because last_active_ago depends on the time of the response.
+type Item struct {
+	Pos      stream.Pos
+	Kind     Kind
+	Event    *clientevent.Encoded
+	EDU      []byte
+	Presence *storage.Presence
+	// UserID is whose presence, or whose receipt.
+	UserID  string
+	Private bool
+}
+
+// EventItem wraps a stored event.
+func EventItem(e *storage.Event) Item {
+	return Item{Pos: e.Pos, Kind: KindEvent, Event: clientevent.Encode(e)}
+}
+
+// TypingItem encodes the typing set of a room.
+func TypingItem(t storage.Typing) Item {
+	b := []byte(`{"content":{"user_ids":[`)
+	for i, u := range t.UserIDs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b, _ = jsontext.AppendQuote(b, u)
+	}
+	b = append(b, `]},"room_id":`...)
+	b, _ = jsontext.AppendQuote(b, t.RoomID)
+	b = append(b, `,"type":"m.typing"}`...)
+	return Item{Pos: t.Pos, Kind: KindTyping, EDU: b}
+}
+
+// ReceiptItem encodes one receipt as an m.receipt event.
+func ReceiptItem(r storage.Receipt) Item {
+	b := []byte(`{"content":{`)
+	b, _ = jsontext.AppendQuote(b, r.EventID)
+	b = append(b, ":{"...)
+	b, _ = jsontext.AppendQuote(b, r.Type)
+	b = append(b, ":{"...)
+	b, _ = jsontext.AppendQuote(b, r.UserID)
+	b = append(b, `:{"ts":`...)
+	b = strconv.AppendInt(b, r.TS, 10)
+	if r.ThreadID != "" {
+		b = append(b, `,"thread_id":`...)
+		b, _ = jsontext.AppendQuote(b, r.ThreadID)
+	}
+	b = append(b, `}}}},"room_id":`...)
+	b, _ = jsontext.AppendQuote(b, r.RoomID)
+	b = append(b, `,"type":"m.receipt"}`...)
+	return Item{Pos: r.Pos, Kind: KindReceipt, EDU: b, UserID: r.UserID, Private: r.Type == "m.read.private"}
+}
+
+// PresenceItem wraps a presence change.
+func PresenceItem(p storage.Presence) Item {
+	cp := p
+	return Item{Pos: p.Pos, Kind: KindPresence, Presence: &cp, UserID: p.UserID}
+}
+
+// AppendPresence writes an m.presence event as of nowMS.
+func AppendPresence(b []byte, p *storage.Presence, nowMS int64) []byte {
+	b = append(b, `{"content":{`...)
+	if p.State == "online" {
+		b = append(b, `"currently_active":`...)
+		b = strconv.AppendBool(b, p.CurrentlyActive)
+		b = append(b, ',')
+	}
+	b = append(b, `"last_active_ago":`...)
+	b = strconv.AppendInt(b, max(nowMS-p.LastActiveTS, 0), 10)
+	b = append(b, `,"presence":`...)
+	b, _ = jsontext.AppendQuote(b, p.State)
+	b = append(b, `,"status_msg":`...)
+	if p.StatusMsg != nil {
+		b, _ = jsontext.AppendQuote(b, *p.StatusMsg)
+	} else {
+		b = append(b, "null"...)
+	}
+	b = append(b, `,"user_id":`...)
+	b, _ = jsontext.AppendQuote(b, p.UserID)
+	b = append(b, `},"sender":`...)
+	b, _ = jsontext.AppendQuote(b, p.UserID)
+	return append(b, `,"type":"m.presence"}`...)
+}

@@ -1,0 +1,264 @@
+package live
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sort"
+	"sync"
+
+	"porthole/internal/storage"
+	"porthole/internal/stream"
+	"porthole/internal/visibility"
+)
+
+// Change is one membership change of a user in a room.
+type Change struct {
+	Pos        stream.Pos
+	Membership string
+	Prev       string
+}
+
+// Room is the in-memory view of an active room: its access settings, every user's
+// membership history, and a window of its most recent stream items, each encoded once.
+// It is changed only by the Hub's publish step, under the Hub's write lock.
+type Room struct {
+	ID      string
+	Version string
+	Creator string
+
+	mu          sync.RWMutex
+	hv          string
+	guestAccess string
+	joinRule    string
+	members     map[string][]Change
+	joined      map[string]struct{}
+	items       []Item
+	base        stream.Pos // every item of the room with Pos > base is in items
+	limit       int
+}
+
+// Settings is a room's current access-related state.
+type Settings struct {
+	HistoryVisibility string
+	GuestAccess       string
+	JoinRule          string
+}
+
+// Settings returns the room's current history visibility, guest access and join rule.
+func (r *Room) Settings() Settings {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return Settings{HistoryVisibility: r.hv, GuestAccess: r.guestAccess, JoinRule: r.joinRule}
+}
+
+// WorldReadable reports whether the room is world-readable now.
+func (r *Room) WorldReadable() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.hv == visibility.WorldReadable
+}
+
+// Membership returns the user's current membership ("" if none).
+func (r *Room) Membership(userID string) string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ch := r.members[userID]
+	if len(ch) == 0 {
+		return ""
+	}
+	return ch[len(ch)-1].Membership
+}
+
+// History returns a copy of a user's membership changes, oldest first.
+func (r *Room) History(userID string) []Change {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Clone(r.members[userID])
+}
+
+// MembershipAt returns the user's membership at the item at pos, from a history returned
+// by History. For the user's own member event the "more joined" of before and after
+// counts, so a user sees their own join and the leave that follows it.
+func MembershipAt(history []Change, pos stream.Pos) string {
+	i := sort.Search(len(history), func(i int) bool { return history[i].Pos > pos }) - 1
+	if i < 0 {
+		return ""
+	}
+	c := history[i]
+	if c.Pos == pos {
+		return visibility.MoreJoined(c.Prev, c.Membership)
+	}
+	return c.Membership
+}
+
+// Joined returns the users joined now.
+func (r *Room) Joined() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.joined))
+	for u := range r.joined {
+		out = append(out, u)
+	}
+	return out
+}
+
+// JoinedCount is the number of joined members.
+func (r *Room) JoinedCount() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.joined)
+}
+
+// Items returns copies of the room's items with from < Pos <= to, and false when the
+// window no longer reaches back to from (the caller then reads storage).
+func (r *Room) Items(from, to stream.Pos) ([]Item, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if from < r.base {
+		return nil, false
+	}
+	i := sort.Search(len(r.items), func(i int) bool { return r.items[i].Pos > from })
+	j := sort.Search(len(r.items), func(i int) bool { return r.items[i].Pos > to })
+	if i >= j {
+		return nil, true
+	}
+	return slices.Clone(r.items[i:j]), true
+}
+
+// HasItemsAfter reports whether anything of the room happened in (from, to].
+func (r *Room) HasItemsAfter(from, to stream.Pos) bool {
+	items, ok := r.Items(from, to)
+	return !ok || len(items) > 0
+}
+
+// apply adds a published item and updates the in-memory state it changes.
+func (r *Room) apply(p *Published) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p.Redacted != nil {
+		for i := range r.items {
+			if r.items[i].Kind == KindEvent && r.items[i].Event.ID == p.Redacted.ID {
+				r.items[i] = EventItem(p.Redacted)
+			}
+		}
+	}
+	if n := len(r.items); n > 0 && p.Item.Pos <= r.items[n-1].Pos {
+		return // already loaded from storage
+	}
+	if p.Item.Pos <= r.base {
+		return
+	}
+	if e := p.Event; e != nil && e.StateKey != nil {
+		r.applyState(e)
+	}
+	r.items = append(r.items, p.Item)
+	if over := len(r.items) - r.limit; over > 0 {
+		r.base = r.items[over-1].Pos
+		if cap(r.items) > 2*r.limit {
+			r.items = slices.Clone(r.items[over:])
+		} else {
+			r.items = r.items[over:]
+		}
+	}
+}
+
+// applyState updates settings and memberships for a state event.
+func (r *Room) applyState(e *storage.Event) {
+	switch e.Type {
+	case "m.room.history_visibility":
+		r.hv = visibility.Normalize(contentString(e, "history_visibility"))
+	case "m.room.guest_access":
+		r.guestAccess = contentString(e, "guest_access")
+	case "m.room.join_rules":
+		r.joinRule = contentString(e, "join_rule")
+	case "m.room.member":
+		u := *e.StateKey
+		r.members[u] = append(r.members[u], Change{Pos: e.Pos, Membership: e.Membership, Prev: e.PrevMembership})
+		if e.Membership == visibility.Join {
+			r.joined[u] = struct{}{}
+		} else {
+			delete(r.joined, u)
+		}
+	}
+}
+
+func contentString(e *storage.Event, key string) string {
+	var pdu struct {
+		Content map[string]any `json:"content"`
+	}
+	if json.Unmarshal(e.PDU, &pdu) != nil {
+		return ""
+	}
+	s, _ := pdu.Content[key].(string)
+	return s
+}
+
+// loadRoom builds a Room from storage as of position cur.
+func loadRoom(ctx context.Context, st storage.Reader, roomID string, cur stream.Pos, limit int) (*Room, error) {
+	info, err := st.Room(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	r := &Room{ID: roomID, Version: info.Version, Creator: info.Creator, hv: visibility.Shared,
+		members: make(map[string][]Change), joined: make(map[string]struct{}), limit: limit}
+	state, err := st.CurrentState(ctx, roomID,
+		storage.StateKeyOf{Type: "m.room.history_visibility"},
+		storage.StateKeyOf{Type: "m.room.guest_access"},
+		storage.StateKeyOf{Type: "m.room.join_rules"})
+	if err != nil {
+		return nil, err
+	}
+	for i := range state {
+		if state[i].Pos <= cur {
+			r.applyState(&state[i])
+		}
+	}
+	members, err := st.MemberEvents(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	for i := range members {
+		if members[i].Pos <= cur {
+			r.applyState(&members[i])
+		}
+	}
+	// The window: the latest events, and every other item since the oldest of them.
+	events, err := st.RoomEvents(ctx, roomID, cur, 0, false, limit)
+	if err != nil {
+		return nil, err
+	}
+	if len(events) == limit {
+		r.base = events[len(events)-1].Pos - 1
+	}
+	for i := len(events) - 1; i >= 0; i-- {
+		r.items = append(r.items, EventItem(&events[i]))
+	}
+	receipts, err := st.Receipts(ctx, roomID, r.base, cur)
+	if err != nil {
+		return nil, err
+	}
+	for _, rc := range receipts {
+		r.items = append(r.items, ReceiptItem(rc))
+	}
+	if t, err := st.TypingIn(ctx, roomID); err == nil && t.Pos > r.base && t.Pos <= cur {
+		r.items = append(r.items, TypingItem(t))
+	}
+	joined := make([]string, 0, len(r.joined))
+	for u := range r.joined {
+		joined = append(joined, u)
+	}
+	ps, err := st.PresenceFor(ctx, joined, r.base, cur)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ps {
+		r.items = append(r.items, PresenceItem(p))
+	}
+	sort.SliceStable(r.items, func(i, j int) bool { return r.items[i].Pos < r.items[j].Pos })
+	if over := len(r.items) - limit; over > 0 {
+		r.base = r.items[over-1].Pos
+		r.items = slices.Clone(r.items[over:])
+	}
+	return r, nil
+}

@@ -1,0 +1,425 @@
+// Package rooms creates rooms and writes room events: create, join, leave, invite, kick,
+// ban, send, state, redact, aliases and the directory. Every event goes through one path
+// (persist): build the PDU with mautrix (prev_events, depth, auth_events, content hash,
+// signature, reference-hash event ID), authorize it with mautrix's eventauth against the
+// room's current state, store it in the same transaction as the state it changes, and
+// publish it through the live hub once committed.
+package rooms
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json/jsontext"
+	"encoding/json/v2"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix/crypto/canonicaljson"
+	"maunium.net/go/mautrix/federation/eventauth"
+	"maunium.net/go/mautrix/federation/pdu"
+	"maunium.net/go/mautrix/id"
+
+	"porthole/internal/clientevent"
+	"porthole/internal/live"
+	"porthole/internal/mxerr"
+	"porthole/internal/storage"
+	"porthole/internal/stream"
+	"porthole/internal/visibility"
+)
+
+// MaxPDUSize is the spec's limit on an event's canonical JSON size.
+const MaxPDUSize = 65536
+
+// SigningKey is the server's event signing key.
+type SigningKey struct {
+	ID   id.KeyID
+	Priv ed25519.PrivateKey
+}
+
+// Config configures the rooms service.
+type Config struct {
+	ServerName     string
+	DefaultVersion string
+	Key            SigningKey
+}
+
+// Service writes room events.
+type Service struct {
+	hub   *live.Hub
+	store storage.Store
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// New returns the rooms service.
+func New(hub *live.Hub, store storage.Store, cfg Config, log *slog.Logger) *Service {
+	return &Service{hub: hub, store: store, cfg: cfg, log: log, now: time.Now}
+}
+
+// DefaultVersion is the room version new rooms get unless the client asks for another.
+func (s *Service) DefaultVersion() string { return s.cfg.DefaultVersion }
+
+// SupportedVersions are the room versions this server creates and accepts.
+var SupportedVersions = []string{"10", "11", "12"}
+
+// IsSupportedVersion reports whether v is a version Porthole can create.
+func IsSupportedVersion(v string) bool {
+	for _, s := range SupportedVersions {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Proto is an event to be built: what the client or the server decided, before hashes,
+// signatures and graph fields are added.
+type Proto struct {
+	Type     string
+	StateKey *string
+	Content  jsontext.Value
+	Sender   string
+	// Redacts is the target of an m.room.redaction.
+	Redacts string
+	// TxnID and DeviceID make client sends idempotent.
+	TxnID    string
+	DeviceID string
+}
+
+func strPtr(s string) *string { return &s }
+
+// persistContext is one room's write in progress inside a transaction.
+type persistContext struct {
+	s    *Service
+	ctx  context.Context
+	tx   storage.Tx
+	room storage.Room
+	pubs []live.Published
+}
+
+// write runs fn with a persistContext for roomID inside one committed transaction.
+// Unknown rooms are storage.ErrNotFound.
+func (s *Service) write(ctx context.Context, roomID string, fn func(pc *persistContext) error) ([]live.Published, error) {
+	return s.hub.Commit(ctx, func(tx storage.Tx) ([]live.Published, error) {
+		pc := &persistContext{s: s, ctx: ctx, tx: tx}
+		if roomID != "" {
+			room, err := tx.Room(ctx, roomID)
+			if err != nil {
+				return nil, err
+			}
+			pc.room = room
+		}
+		if err := fn(pc); err != nil {
+			return nil, err
+		}
+		return pc.pubs, nil
+	})
+}
+
+// parsePDU decodes a stored PDU.
+func parsePDU(raw []byte) (*pdu.PDU, error) {
+	var p pdu.PDU
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// canonicalContent checks that content is a JSON object in the canonical-JSON subset
+// (integers only, within ±2^53) and returns its canonical form.
+func canonicalContent(content jsontext.Value) (jsontext.Value, error) {
+	if len(content) == 0 {
+		return jsontext.Value("{}"), nil
+	}
+	c := content.Clone()
+	if err := canonicaljson.Canonicalize(&c); err != nil {
+		return nil, mxerr.BadJSON("Invalid event content: " + err.Error())
+	}
+	if c.Kind() != '{' {
+		return nil, mxerr.BadJSON("Event content must be a JSON object")
+	}
+	return c, nil
+}
+
+// persist builds, authorizes and stores one event, updating the room's head, current
+// state, memberships and transaction IDs. It returns the stored event; for a retried
+// transaction ID, the event stored the first time (and no new one).
+func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
+	ctx, tx := pc.ctx, pc.tx
+	if p.TxnID != "" {
+		if existing, err := tx.TxnEvent(ctx, p.Sender, p.DeviceID, pc.room.ID, p.TxnID); err == nil {
+			ev, err := tx.EventByID(ctx, existing)
+			return &ev, err
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+	}
+	if len(p.Type) > 255 || (p.StateKey != nil && len(*p.StateKey) > 255) {
+		return nil, mxerr.BadJSON("Event type and state key must be at most 255 bytes")
+	}
+	content, err := canonicalContent(p.Content)
+	if err != nil {
+		return nil, err
+	}
+	version := id.RoomVersion(pc.room.Version)
+	isCreate := p.Type == "m.room.create" && p.StateKey != nil
+	ev := &pdu.PDU{
+		Type:           p.Type,
+		StateKey:       p.StateKey,
+		Sender:         id.UserID(p.Sender),
+		Content:        content,
+		OriginServerTS: pc.s.now().UnixMilli(),
+		Depth:          pc.room.Depth + 1,
+		AuthEvents:     []id.EventID{},
+		PrevEvents:     []id.EventID{},
+		RoomID:         id.RoomID(pc.room.ID),
+	}
+	if isCreate && version.RoomIDIsCreateEventID() {
+		ev.RoomID = ""
+	}
+	if pc.room.HeadEventID != "" {
+		ev.PrevEvents = []id.EventID{id.EventID(pc.room.HeadEventID)}
+	}
+	if p.Redacts != "" && !version.RedactsInContent() {
+		r := id.EventID(p.Redacts)
+		ev.Redacts = &r
+	}
+
+	// Read the auth events, the history visibility and the state this event replaces.
+	selection := ev.AuthEventSelection(version)
+	keys := make([]storage.StateKeyOf, 0, len(selection)+2)
+	for _, k := range selection {
+		keys = append(keys, storage.StateKeyOf{Type: k.Type, StateKey: k.StateKey})
+	}
+	keys = append(keys, storage.StateKeyOf{Type: "m.room.history_visibility"})
+	if p.StateKey != nil {
+		keys = append(keys, storage.StateKeyOf{Type: p.Type, StateKey: *p.StateKey})
+	}
+	var current []storage.Event
+	if !isCreate {
+		current, err = tx.CurrentState(ctx, pc.room.ID, keys...)
+		if err != nil {
+			return nil, err
+		}
+	}
+	byKey := make(map[storage.StateKeyOf]*storage.Event, len(current))
+	for i := range current {
+		byKey[storage.StateKeyOf{Type: current[i].Type, StateKey: *current[i].StateKey}] = &current[i]
+	}
+	authPDUs := make(map[id.EventID]*pdu.PDU, len(selection))
+	for _, k := range selection {
+		if se := byKey[storage.StateKeyOf{Type: k.Type, StateKey: k.StateKey}]; se != nil {
+			parsed, err := parsePDU(se.PDU)
+			if err != nil {
+				return nil, fmt.Errorf("parsing auth event %s: %w", se.ID, err)
+			}
+			authPDUs[id.EventID(se.ID)] = parsed
+			ev.AuthEvents = append(ev.AuthEvents, id.EventID(se.ID))
+		}
+	}
+	if err := ev.Sign(version, pc.s.cfg.ServerName, pc.s.cfg.Key.ID, pc.s.cfg.Key.Priv); err != nil {
+		return nil, mxerr.BadJSON("Invalid event: " + err.Error())
+	}
+	eventID, err := ev.GetEventID(version)
+	if err != nil {
+		return nil, mxerr.BadJSON("Invalid event: " + err.Error())
+	}
+	getEvents := func(ids []id.EventID) ([]*pdu.PDU, error) {
+		out := make([]*pdu.PDU, len(ids))
+		for i, eid := range ids {
+			if p, ok := authPDUs[eid]; ok {
+				out[i] = p
+				continue
+			}
+			stored, err := tx.EventByID(ctx, string(eid))
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return nil, err
+			}
+			if out[i], err = parsePDU(stored.PDU); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	getKey := func(serverName string, keyID id.KeyID, _ time.Time) (id.SigningKey, time.Time, error) {
+		if serverName == pc.s.cfg.ServerName && keyID == pc.s.cfg.Key.ID {
+			return id.SigningKey(encodeKey(pc.s.cfg.Key.Priv.Public().(ed25519.PublicKey))), time.Now().Add(24 * time.Hour), nil
+		}
+		return "", time.Time{}, nil
+	}
+	if err := eventauth.Authorize(version, ev, nil, getEvents, getKey); err != nil {
+		return nil, authError(err)
+	}
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encoding event: %w", err)
+	}
+	canon, err := canonicaljson.Marshal(ev)
+	if err == nil && len(canon) > MaxPDUSize {
+		return nil, mxerr.TooLarge("Event is larger than 65536 bytes")
+	}
+
+	if isCreate && version.RoomIDIsCreateEventID() {
+		pc.room.ID = "!" + string(eventID)[1:]
+	}
+	if isCreate {
+		pc.room.Creator = p.Sender
+		pos, err := tx.NextPos(ctx)
+		if err != nil {
+			return nil, err
+		}
+		pc.room.CreatedPos = pos
+		if err := tx.CreateRoom(ctx, pc.room); err != nil {
+			if errors.Is(err, storage.ErrConflict) {
+				return nil, mxerr.RoomInUse("Room ID already exists")
+			}
+			return nil, err
+		}
+		return pc.store(ev, raw, eventID, pos, p, byKey)
+	}
+	pos, err := tx.NextPos(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return pc.store(ev, raw, eventID, pos, p, byKey)
+}
+
+// store writes an authorized event and everything it changes.
+func (pc *persistContext) store(ev *pdu.PDU, raw []byte, eventID id.EventID, pos stream.Pos, p Proto, byKey map[storage.StateKeyOf]*storage.Event) (*storage.Event, error) {
+	ctx, tx := pc.ctx, pc.tx
+	stored := &storage.Event{
+		Pos: pos, ID: string(eventID), RoomID: pc.room.ID, Type: p.Type, StateKey: p.StateKey, Sender: p.Sender,
+		Depth: ev.Depth, OriginTS: ev.OriginServerTS, PDU: raw, TxnID: p.TxnID,
+	}
+	if p.TxnID != "" {
+		stored.TxnDevice = p.DeviceID
+	}
+	// History visibility in force at the event; a visibility change counts as the more
+	// open of its old and new value.
+	hv := visibility.Shared
+	if cur := byKey[storage.StateKeyOf{Type: "m.room.history_visibility"}]; cur != nil {
+		hv = visibility.Normalize(stringField(clientevent.Content(cur), "history_visibility"))
+	}
+	if p.Type == "m.room.history_visibility" && p.StateKey != nil && *p.StateKey == "" {
+		hv = visibility.LessRestrictive(hv, stringField(ev.Content, "history_visibility"))
+	}
+	stored.Visibility = hv
+	if p.StateKey != nil {
+		prev := byKey[storage.StateKeyOf{Type: p.Type, StateKey: *p.StateKey}]
+		if prev != nil {
+			unsigned := map[string]jsontext.Value{
+				"replaces_state": mustQuote(prev.ID),
+				"prev_content":   jsontext.Value(clientevent.Content(prev)),
+				"prev_sender":    mustQuote(prev.Sender),
+			}
+			stored.Unsigned, _ = json.Marshal(unsigned, json.Deterministic(true))
+		}
+		if p.Type == "m.room.member" {
+			stored.Membership = stringField(ev.Content, "membership")
+			if prev != nil {
+				stored.PrevMembership = prev.Membership
+			}
+		}
+	}
+	if err := tx.InsertEvent(ctx, stored); err != nil {
+		return nil, err
+	}
+	if p.StateKey != nil {
+		if err := tx.SetCurrentState(ctx, pc.room.ID, p.Type, *p.StateKey, stored.ID, pos); err != nil {
+			return nil, err
+		}
+		if p.Type == "m.room.member" {
+			if err := tx.SetMember(ctx, storage.Member{RoomID: pc.room.ID, UserID: *p.StateKey, Membership: stored.Membership, EventID: stored.ID, Pos: pos}); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := tx.SetRoomHead(ctx, pc.room.ID, stored.ID, ev.Depth); err != nil {
+		return nil, err
+	}
+	pc.room.HeadEventID, pc.room.Depth = stored.ID, ev.Depth
+	if p.TxnID != "" {
+		if err := tx.PutTxn(ctx, p.Sender, p.DeviceID, pc.room.ID, p.TxnID, stored.ID); err != nil {
+			return nil, err
+		}
+	}
+	pub := live.Published{RoomID: pc.room.ID, Item: live.EventItem(stored), Event: stored}
+	if p.Type == "m.room.redaction" {
+		redacted, err := pc.applyRedaction(stored, p.Redacts)
+		if err != nil {
+			return nil, err
+		}
+		pub.Redacted = redacted
+	}
+	pc.pubs = append(pc.pubs, pub)
+	return stored, nil
+}
+
+// applyRedaction prunes the target event in storage (room version's algorithm) and
+// returns its new stored form, or nil when the target is unknown.
+func (pc *persistContext) applyRedaction(redaction *storage.Event, target string) (*storage.Event, error) {
+	ctx, tx := pc.ctx, pc.tx
+	orig, err := tx.EventByID(ctx, target)
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && orig.RoomID != pc.room.ID) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	parsed, err := parsePDU(orig.PDU)
+	if err != nil {
+		return nil, err
+	}
+	pruned, err := json.Marshal(parsed.Redact(id.RoomVersion(pc.room.Version)))
+	if err != nil {
+		return nil, err
+	}
+	because := clientevent.Encode(redaction).JSON(redaction.OriginTS, "", clientevent.Reader{})
+	if err := tx.Redact(ctx, target, pruned, because); err != nil {
+		return nil, err
+	}
+	orig.PDU, orig.RedactedBecause = pruned, because
+	return &orig, nil
+}
+
+// authError maps an auth-rule rejection to 403 M_FORBIDDEN.
+func authError(err error) error {
+	var afe eventauth.AuthFailError
+	if errors.As(err, &afe) {
+		msg := afe.Message
+		if msg == "" {
+			msg = err.Error()
+		}
+		return mxerr.Forbidden(capitalize(msg)).With(err)
+	}
+	return mxerr.Forbidden("Event not allowed: " + err.Error()).With(err)
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+func stringField(content []byte, key string) string {
+	var m map[string]jsontext.Value
+	if json.Unmarshal(content, &m) != nil {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(m[key], &s) != nil {
+		return ""
+	}
+	return s
+}
+
+func mustQuote(s string) jsontext.Value {
+	b, _ := jsontext.AppendQuote(nil, s)
+	return b
+}

@@ -1,0 +1,189 @@
+// Package server is the composition root: it opens storage, wires the services and the
+// HTTP API, and runs the listener with graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"porthole/internal/api/client"
+	"porthole/internal/auth"
+	"porthole/internal/config"
+	"porthole/internal/ephemeral"
+	"porthole/internal/httpx"
+	"porthole/internal/live"
+	"porthole/internal/rooms"
+	"porthole/internal/storage/sqlstore"
+	"porthole/internal/stream"
+	"porthole/internal/syncer"
+)
+
+// Server is a wired homeserver.
+type Server struct {
+	cfg      config.Config
+	log      *slog.Logger
+	store    *sqlstore.Store
+	notifier *stream.Notifier
+	hub      *live.Hub
+	eph      *ephemeral.Service
+	api      *client.API
+	handler  http.Handler
+}
+
+// New opens the data directory and database and wires everything.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	key, err := rooms.LoadOrCreateKey(filepath.Join(cfg.DataDir, "signing.key"))
+	if err != nil {
+		return nil, err
+	}
+	store, err := sqlstore.Open(ctx, cfg.DatabaseURL(), sqlstore.Options{SQLiteReaders: cfg.SQLiteReaders})
+	if err != nil {
+		return nil, fmt.Errorf("opening database: %w", err)
+	}
+	pos, err := store.MaxPos(ctx)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("reading stream position: %w", err)
+	}
+	notifier := stream.NewNotifier(pos)
+	hub := live.NewHub(store, notifier, cfg.PeekWindow, log)
+	accounts := auth.New(store, auth.Config{
+		ServerName: cfg.ServerName, OpenRegistration: cfg.Registration == "open",
+		GuestsEnabled: cfg.Guests == "on", BcryptCost: cfg.BcryptCost,
+	}, log)
+	roomSvc := rooms.New(hub, store, rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key}, log)
+	eph := ephemeral.New(hub, store, log)
+	sy := syncer.New(hub, store, syncer.Config{DefaultTimeout: cfg.LongPollDefault, MaxTimeout: cfg.LongPollMax, MinTimeout: cfg.LongPollMin}, log)
+	api := client.New(accounts, roomSvc, eph, sy, store, client.Config{
+		ServerName: cfg.ServerName, BaseURL: cfg.BaseURL(), MaxBody: cfg.MaxRequestBody, DefaultTimeout: cfg.LongPollDefault,
+	}, log)
+	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api}
+	s.handler = s.buildHandler()
+	log.Info("porthole ready", "server_name", cfg.ServerName, "database", redactDSN(cfg.DatabaseURL()), "stream_pos", pos, "key", key.ID)
+	return s, nil
+}
+
+func (s *Server) buildHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "porthole_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "status"})
+	durations := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "porthole_http_request_duration_seconds", Help: "HTTP request durations by route (long-polls included).",
+		Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30, 60}}, []string{"route"})
+	reg.MustRegister(requests, durations,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_longpoll_waiting", Help: "Requests parked in a long-poll (/events, /sync)."},
+			func() float64 { return float64(s.notifier.Waiting()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "porthole_notifier_wakeups_total", Help: "Notifier wake calls."},
+			func() float64 { return float64(s.notifier.Wakeups()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "porthole_notifier_keys_woken_total", Help: "Listened keys (rooms, users) woken."},
+			func() float64 { return float64(s.notifier.KeysWoken()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_stream_position", Help: "Highest committed stream position."},
+			func() float64 { return float64(s.notifier.Current()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_active_rooms", Help: "Rooms held in memory with their windows."},
+			func() float64 { return float64(s.hub.ActiveRooms()) }),
+	)
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.api.Register(mux)
+	observe := func(route string, status int, d time.Duration) {
+		requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+		durations.WithLabelValues(route).Observe(d.Seconds())
+	}
+	return httpx.Middleware(s.log, client.RoutePattern(mux), observe, mux)
+}
+
+// Handler is the whole HTTP API.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// API exposes the client API (tests walk its routes).
+func (s *Server) API() *client.API { return s.api }
+
+// Notifier exposes the notifier (tests read its gauges).
+func (s *Server) Notifier() *stream.Notifier { return s.notifier }
+
+// Serve answers on ln until ctx ends, then shuts down gracefully: long-polls are answered
+// at once, in-flight requests get up to 10 seconds, then the database is closed.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	if s.cfg.Pprof != "" {
+		go s.servePprof(ctx)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("listening", "addr", ln.Addr().String())
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down")
+	s.notifier.Shutdown()
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := srv.Shutdown(shutCtx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		srv.Close()
+	}
+	return nil
+}
+
+func (s *Server) servePprof(ctx context.Context) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Addr: s.cfg.Pprof, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	s.log.Info("pprof listening", "addr", s.cfg.Pprof)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.log.Error("pprof listener", "err", err)
+	}
+}
+
+// Close releases timers and the database.
+func (s *Server) Close() error {
+	s.notifier.Shutdown()
+	s.eph.Close()
+	return s.store.Close()
+}
+
+// redactDSN hides a password in a database URL for logs.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxx")
+			return u.String()
+		}
+	}
+	return dsn
+}

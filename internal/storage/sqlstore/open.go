@@ -1,0 +1,217 @@
+// Package sqlstore is the one SQL implementation of storage.Store, for SQLite (embedded
+// default) and PostgreSQL. Queries are written once with $n placeholders; the dialect
+// rewrites them for SQLite.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/mattn/go-sqlite3"
+
+	"porthole/internal/storage"
+	"porthole/internal/stream"
+)
+
+type dialect int
+
+const (
+	sqliteDialect dialect = iota
+	postgresDialect
+)
+
+// Store implements storage.Store.
+type Store struct {
+	reader
+	writer  *sql.DB // SQLite: one connection, so writes are serialised; PostgreSQL: the pool
+	readDB  *sql.DB
+	dialect dialect
+}
+
+var _ storage.Store = (*Store)(nil)
+
+// Options tunes the connection pools.
+type Options struct {
+	SQLiteReaders int
+	PGMaxConns    int
+}
+
+// Open connects to dsn ("sqlite://path", a plain file path, or "postgres://..."), applies
+// pending migrations and returns the store.
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	var s *Store
+	var err error
+	switch {
+	case strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://"):
+		s, err = openPostgres(dsn, opts)
+	default:
+		s, err = openSQLite(strings.TrimPrefix(dsn, "sqlite://"), opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openSQLite(path string, opts Options) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: empty database path")
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("sqlite: creating %s: %w", dir, err)
+		}
+	}
+	// synchronous=NORMAL in WAL mode: a killed process loses nothing that committed; only a
+	// power cut can lose the last transactions.
+	params := url.Values{}
+	params.Set("_journal_mode", "WAL")
+	params.Set("_synchronous", "NORMAL")
+	params.Set("_busy_timeout", "10000")
+	params.Set("_foreign_keys", "on")
+	params.Set("_txlock", "immediate")
+	params.Set("_cache_size", "-16000")
+	base := "file:" + path + "?"
+	writer, err := sql.Open("sqlite3", base+params.Encode())
+	if err != nil {
+		return nil, err
+	}
+	writer.SetMaxOpenConns(1)
+	writer.SetMaxIdleConns(1)
+	writer.SetConnMaxLifetime(0)
+	writer.SetConnMaxIdleTime(0)
+	if err := writer.Ping(); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+	}
+	params.Set("_txlock", "deferred")
+	params.Set("_query_only", "true")
+	readDB, err := sql.Open("sqlite3", base+params.Encode())
+	if err != nil {
+		writer.Close()
+		return nil, err
+	}
+	n := opts.SQLiteReaders
+	if n <= 0 {
+		n = 8
+	}
+	readDB.SetMaxOpenConns(n)
+	readDB.SetMaxIdleConns(n)
+	readDB.SetConnMaxIdleTime(0)
+	readDB.SetConnMaxLifetime(0)
+	s := &Store{writer: writer, readDB: readDB, dialect: sqliteDialect}
+	s.reader = reader{q: readDB, d: sqliteDialect}
+	return s, nil
+}
+
+func openPostgres(dsn string, opts Options) (*Store, error) {
+	db, err := sql.Open("pgx", dsn)
+	if err != nil {
+		return nil, err
+	}
+	n := opts.PGMaxConns
+	if n <= 0 {
+		n = 20
+	}
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	if err := db.Ping(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{writer: db, readDB: db, dialect: postgresDialect}
+	s.reader = reader{q: db, d: postgresDialect}
+	return s, nil
+}
+
+// Close closes the pools.
+func (s *Store) Close() error {
+	err := s.writer.Close()
+	if s.readDB != s.writer {
+		err = errors.Join(err, s.readDB.Close())
+	}
+	return err
+}
+
+// Write runs fn in one transaction on the writer.
+func (s *Store) Write(ctx context.Context, fn func(storage.Tx) error) error {
+	tx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(&txn{reader: reader{q: tx, d: s.dialect}}); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// MaxPos reads the committed stream position.
+func (s *Store) MaxPos(ctx context.Context) (stream.Pos, error) {
+	var v int64
+	err := s.q.QueryRowContext(ctx, s.d.rebind("SELECT value FROM counters WHERE name = 'stream'")).Scan(&v)
+	return stream.Pos(v), err
+}
+
+// querier is what both *sql.DB and *sql.Tx offer.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var (
+	placeholder = regexp.MustCompile(`\$(\d+)`)
+	rebound     sync.Map // query -> SQLite form
+)
+
+// rebind turns $n placeholders into SQLite's ?n, which bind by number (SQLite would
+// number "$n" parameters by first appearance instead).
+func (d dialect) rebind(q string) string {
+	if d == postgresDialect {
+		return q
+	}
+	if v, ok := rebound.Load(q); ok {
+		return v.(string)
+	}
+	out := placeholder.ReplaceAllString(q, "?$1")
+	rebound.Store(q, out)
+	return out
+}
+
+// translate maps driver errors to storage errors.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.ErrNotFound
+	}
+	var se sqlite3.Error
+	if errors.As(err, &se) && se.Code == sqlite3.ErrConstraint &&
+		(se.ExtendedCode == sqlite3.ErrConstraintPrimaryKey || se.ExtendedCode == sqlite3.ErrConstraintUnique) {
+		return fmt.Errorf("%w: %v", storage.ErrConflict, err)
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return fmt.Errorf("%w: %v", storage.ErrConflict, err)
+	}
+	return err
+}

@@ -1,0 +1,414 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"strings"
+
+	"porthole/internal/storage"
+	"porthole/internal/stream"
+)
+
+// reader implements storage.Reader and storage.Accounts on a pool or a transaction.
+type reader struct {
+	q querier
+	d dialect
+}
+
+func (r reader) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return r.q.QueryContext(ctx, r.d.rebind(q), args...)
+}
+
+func (r reader) row(ctx context.Context, q string, args ...any) *sql.Row {
+	return r.q.QueryRowContext(ctx, r.d.rebind(q), args...)
+}
+
+func (r reader) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	res, err := r.q.ExecContext(ctx, r.d.rebind(q), args...)
+	return res, translate(err)
+}
+
+// collect scans every row with scan.
+func collect[T any](rows *sql.Rows, err error, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// inList renders "$start, $start+1, ..." for n values.
+func inList(start, n int) string {
+	var b strings.Builder
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('$')
+		b.WriteString(itoa(start + i))
+	}
+	return b.String()
+}
+
+func itoa(n int) string {
+	if n < 10 {
+		return string(rune('0' + n))
+	}
+	return itoa(n/10) + string(rune('0'+n%10))
+}
+
+func anys[T any](vs []T) []any {
+	out := make([]any, len(vs))
+	for i, v := range vs {
+		out[i] = v
+	}
+	return out
+}
+
+// --- accounts ---
+
+func (r reader) User(ctx context.Context, userID string) (storage.User, error) {
+	var u storage.User
+	var dn, av sql.NullString
+	err := r.row(ctx, `SELECT user_id, password_hash, is_guest, deactivated, displayname, avatar_url, created_ts FROM users WHERE user_id = $1`, userID).
+		Scan(&u.ID, &u.PasswordHash, &u.IsGuest, &u.Deactivated, &dn, &av, &u.CreatedTS)
+	u.DisplayName, u.AvatarURL = nullPtr(dn), nullPtr(av)
+	return u, translate(err)
+}
+
+func (r reader) TokenOwner(ctx context.Context, tokenHash string) (storage.TokenOwner, error) {
+	var o storage.TokenOwner
+	err := r.row(ctx, `SELECT t.user_id, t.device_id, u.is_guest FROM access_tokens t JOIN users u ON u.user_id = t.user_id WHERE t.token_hash = $1 AND NOT u.deactivated`, tokenHash).
+		Scan(&o.UserID, &o.DeviceID, &o.IsGuest)
+	return o, translate(err)
+}
+
+func scanDevice(rows interface{ Scan(...any) error }) (storage.Device, error) {
+	var d storage.Device
+	var dn sql.NullString
+	err := rows.Scan(&d.UserID, &d.ID, &dn, &d.LastSeenTS, &d.LastSeenIP, &d.CreatedTS)
+	d.DisplayName = nullPtr(dn)
+	return d, err
+}
+
+const deviceCols = `user_id, device_id, display_name, last_seen_ts, last_seen_ip, created_ts`
+
+func (r reader) Devices(ctx context.Context, userID string) ([]storage.Device, error) {
+	rows, err := r.query(ctx, `SELECT `+deviceCols+` FROM devices WHERE user_id = $1 ORDER BY device_id`, userID)
+	return collect(rows, err, func(rows *sql.Rows) (storage.Device, error) { return scanDevice(rows) })
+}
+
+func (r reader) Device(ctx context.Context, userID, deviceID string) (storage.Device, error) {
+	d, err := scanDevice(r.row(ctx, `SELECT `+deviceCols+` FROM devices WHERE user_id = $1 AND device_id = $2`, userID, deviceID))
+	return d, translate(err)
+}
+
+func (r reader) UIASession(ctx context.Context, sessionID string) ([]string, error) {
+	var raw string
+	if err := r.row(ctx, `SELECT completed FROM uia_sessions WHERE session_id = $1`, sessionID).Scan(&raw); err != nil {
+		return nil, translate(err)
+	}
+	var done []string
+	err := json.Unmarshal([]byte(raw), &done)
+	return done, err
+}
+
+func (r reader) Filter(ctx context.Context, userID string, filterID int64) ([]byte, error) {
+	var raw string
+	err := r.row(ctx, `SELECT filter FROM filters WHERE user_id = $1 AND filter_id = $2`, userID, filterID).Scan(&raw)
+	return []byte(raw), translate(err)
+}
+
+// --- rooms and events ---
+
+func (r reader) Room(ctx context.Context, roomID string) (storage.Room, error) {
+	var rm storage.Room
+	err := r.row(ctx, `SELECT room_id, room_version, creator, published, head_event_id, depth, created_pos FROM rooms WHERE room_id = $1`, roomID).
+		Scan(&rm.ID, &rm.Version, &rm.Creator, &rm.Published, &rm.HeadEventID, &rm.Depth, &rm.CreatedPos)
+	return rm, translate(err)
+}
+
+const eventCols = `pos, event_id, room_id, type, state_key, sender, depth, origin_ts, pdu, unsigned, visibility, membership, prev_membership, txn_id, txn_device, redacted_because`
+
+// eventColsE is eventCols qualified with the alias e.
+var eventColsE = "e." + strings.ReplaceAll(eventCols, ", ", ", e.")
+
+func scanEvent(rows interface{ Scan(...any) error }) (storage.Event, error) {
+	var e storage.Event
+	var sk, unsigned, memb, prevMemb, txn, txnDev, redacted sql.NullString
+	var pdu string
+	err := rows.Scan(&e.Pos, &e.ID, &e.RoomID, &e.Type, &sk, &e.Sender, &e.Depth, &e.OriginTS, &pdu, &unsigned,
+		&e.Visibility, &memb, &prevMemb, &txn, &txnDev, &redacted)
+	if err != nil {
+		return e, err
+	}
+	e.StateKey = nullPtr(sk)
+	e.PDU = []byte(pdu)
+	if unsigned.Valid {
+		e.Unsigned = []byte(unsigned.String)
+	}
+	e.Membership, e.PrevMembership = memb.String, prevMemb.String
+	e.TxnID, e.TxnDevice = txn.String, txnDev.String
+	if redacted.Valid {
+		e.RedactedBecause = []byte(redacted.String)
+	}
+	return e, nil
+}
+
+func scanEvents(rows *sql.Rows, err error) ([]storage.Event, error) {
+	return collect(rows, err, func(rows *sql.Rows) (storage.Event, error) { return scanEvent(rows) })
+}
+
+func (r reader) EventByID(ctx context.Context, eventID string) (storage.Event, error) {
+	e, err := scanEvent(r.row(ctx, `SELECT `+eventCols+` FROM events WHERE event_id = $1`, eventID))
+	return e, translate(err)
+}
+
+func (r reader) EventsByIDs(ctx context.Context, ids []string) ([]storage.Event, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE event_id IN (`+inList(1, len(ids))+`) ORDER BY pos`, anys(ids)...))
+}
+
+func (r reader) RoomEvents(ctx context.Context, roomID string, from, to stream.Pos, forward bool, limit int) ([]storage.Event, error) {
+	if forward {
+		return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND pos > $2 AND pos <= $3 ORDER BY pos ASC LIMIT $4`, roomID, from, to, limit))
+	}
+	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND pos <= $2 AND pos > $3 ORDER BY pos DESC LIMIT $4`, roomID, from, to, limit))
+}
+
+// stateKeyFilter renders "AND ((type = $n AND state_key = $n+1) OR ...)" for keys.
+func stateKeyFilter(alias string, start int, keys []storage.StateKeyOf) (string, []any) {
+	if len(keys) == 0 {
+		return "", nil
+	}
+	var b strings.Builder
+	args := make([]any, 0, 2*len(keys))
+	b.WriteString(" AND (")
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString("(" + alias + "type = $" + itoa(start+2*i) + " AND " + alias + "state_key = $" + itoa(start+2*i+1) + ")")
+		args = append(args, k.Type, k.StateKey)
+	}
+	b.WriteString(")")
+	return b.String(), args
+}
+
+func (r reader) CurrentState(ctx context.Context, roomID string, keys ...storage.StateKeyOf) ([]storage.Event, error) {
+	filter, args := stateKeyFilter("s.", 2, keys)
+	return scanEvents(r.query(ctx, `SELECT `+eventColsE+` FROM room_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id = $1`+filter+` ORDER BY e.pos`,
+		append([]any{roomID}, args...)...))
+}
+
+func (r reader) StateAt(ctx context.Context, roomID string, pos stream.Pos, keys ...storage.StateKeyOf) ([]storage.Event, error) {
+	filter, args := stateKeyFilter("", 3, keys)
+	return scanEvents(r.query(ctx, `SELECT `+eventColsE+` FROM events e JOIN (
+		SELECT MAX(pos) AS pos FROM events WHERE room_id = $1 AND state_key IS NOT NULL AND pos <= $2`+filter+`
+		GROUP BY type, state_key) latest ON latest.pos = e.pos ORDER BY e.pos`,
+		append([]any{roomID, pos}, args...)...))
+}
+
+func (r reader) StateChanges(ctx context.Context, roomID string, from, to stream.Pos) ([]storage.Event, error) {
+	return scanEvents(r.query(ctx, `SELECT `+eventColsE+` FROM events e JOIN (
+		SELECT MAX(pos) AS pos FROM events WHERE room_id = $1 AND state_key IS NOT NULL AND pos > $2 AND pos <= $3
+		GROUP BY type, state_key) latest ON latest.pos = e.pos ORDER BY e.pos`, roomID, from, to))
+}
+
+const memberCols = `room_id, user_id, membership, event_id, pos, forgotten`
+
+func scanMember(rows interface{ Scan(...any) error }) (storage.Member, error) {
+	var m storage.Member
+	err := rows.Scan(&m.RoomID, &m.UserID, &m.Membership, &m.EventID, &m.Pos, &m.Forgotten)
+	return m, err
+}
+
+func scanMembers(rows *sql.Rows, err error) ([]storage.Member, error) {
+	return collect(rows, err, func(rows *sql.Rows) (storage.Member, error) { return scanMember(rows) })
+}
+
+func (r reader) Member(ctx context.Context, roomID, userID string) (storage.Member, error) {
+	m, err := scanMember(r.row(ctx, `SELECT `+memberCols+` FROM room_members WHERE room_id = $1 AND user_id = $2`, roomID, userID))
+	return m, translate(err)
+}
+
+func (r reader) MembershipsOf(ctx context.Context, userID string) ([]storage.Member, error) {
+	return scanMembers(r.query(ctx, `SELECT `+memberCols+` FROM room_members WHERE user_id = $1 ORDER BY pos`, userID))
+}
+
+func (r reader) Members(ctx context.Context, roomID string, memberships ...string) ([]storage.Member, error) {
+	if len(memberships) == 0 {
+		return scanMembers(r.query(ctx, `SELECT `+memberCols+` FROM room_members WHERE room_id = $1 ORDER BY pos`, roomID))
+	}
+	return scanMembers(r.query(ctx, `SELECT `+memberCols+` FROM room_members WHERE room_id = $1 AND membership IN (`+inList(2, len(memberships))+`) ORDER BY pos`,
+		append([]any{roomID}, anys(memberships)...)...))
+}
+
+func (r reader) MemberEvents(ctx context.Context, roomID string) ([]storage.Event, error) {
+	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND type = 'm.room.member' AND state_key IS NOT NULL ORDER BY pos`, roomID))
+}
+
+func (r reader) UserMemberEvents(ctx context.Context, roomID, userID string) ([]storage.Event, error) {
+	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2 ORDER BY pos`, roomID, userID))
+}
+
+func (r reader) MemberCounts(ctx context.Context, roomID string) (joined, invited int, err error) {
+	err = r.row(ctx, `SELECT
+		COALESCE(SUM(CASE WHEN membership = 'join' THEN 1 ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN membership = 'invite' THEN 1 ELSE 0 END), 0)
+		FROM room_members WHERE room_id = $1`, roomID).Scan(&joined, &invited)
+	return joined, invited, translate(err)
+}
+
+func (r reader) TxnEvent(ctx context.Context, userID, deviceID, roomID, txnID string) (string, error) {
+	var id string
+	err := r.row(ctx, `SELECT event_id FROM txn_ids WHERE user_id = $1 AND device_id = $2 AND room_id = $3 AND txn_id = $4`, userID, deviceID, roomID, txnID).Scan(&id)
+	return id, translate(err)
+}
+
+func (r reader) AliasRoom(ctx context.Context, alias string) (storage.Alias, error) {
+	var a storage.Alias
+	err := r.row(ctx, `SELECT alias, room_id, creator FROM room_aliases WHERE alias = $1`, alias).Scan(&a.Alias, &a.RoomID, &a.Creator)
+	return a, translate(err)
+}
+
+func (r reader) RoomAliases(ctx context.Context, roomID string) ([]string, error) {
+	rows, err := r.query(ctx, `SELECT alias FROM room_aliases WHERE room_id = $1 ORDER BY alias`, roomID)
+	return collect(rows, err, func(rows *sql.Rows) (string, error) { var s string; return s, rows.Scan(&s) })
+}
+
+func (r reader) PublishedRooms(ctx context.Context) ([]string, error) {
+	rows, err := r.query(ctx, `SELECT room_id FROM rooms WHERE published ORDER BY created_pos`)
+	return collect(rows, err, func(rows *sql.Rows) (string, error) { var s string; return s, rows.Scan(&s) })
+}
+
+// --- ephemeral streams ---
+
+const receiptCols = `pos, room_id, receipt_type, user_id, thread_id, event_id, ts`
+
+func scanReceipts(rows *sql.Rows, err error) ([]storage.Receipt, error) {
+	return collect(rows, err, func(rows *sql.Rows) (storage.Receipt, error) {
+		var rc storage.Receipt
+		return rc, rows.Scan(&rc.Pos, &rc.RoomID, &rc.Type, &rc.UserID, &rc.ThreadID, &rc.EventID, &rc.TS)
+	})
+}
+
+func (r reader) Receipts(ctx context.Context, roomID string, from, to stream.Pos) ([]storage.Receipt, error) {
+	return scanReceipts(r.query(ctx, `SELECT `+receiptCols+` FROM receipts WHERE room_id = $1 AND pos > $2 AND pos <= $3 ORDER BY pos`, roomID, from, to))
+}
+
+func (r reader) ReceiptsForRooms(ctx context.Context, roomIDs []string, from, to stream.Pos) ([]storage.Receipt, error) {
+	if len(roomIDs) == 0 {
+		return nil, nil
+	}
+	return scanReceipts(r.query(ctx, `SELECT `+receiptCols+` FROM receipts WHERE pos > $1 AND pos <= $2 AND room_id IN (`+inList(3, len(roomIDs))+`) ORDER BY pos`,
+		append([]any{from, to}, anys(roomIDs)...)...))
+}
+
+func (r reader) UserReceipt(ctx context.Context, roomID, userID, receiptType string) (storage.Receipt, error) {
+	rows, err := r.query(ctx, `SELECT `+receiptCols+` FROM receipts WHERE room_id = $1 AND user_id = $2 AND receipt_type = $3 ORDER BY pos DESC LIMIT 1`, roomID, userID, receiptType)
+	rcs, err := scanReceipts(rows, err)
+	if err != nil {
+		return storage.Receipt{}, err
+	}
+	if len(rcs) == 0 {
+		return storage.Receipt{}, storage.ErrNotFound
+	}
+	return rcs[0], nil
+}
+
+func (r reader) TypingIn(ctx context.Context, roomID string) (storage.Typing, error) {
+	t := storage.Typing{RoomID: roomID}
+	var raw string
+	err := r.row(ctx, `SELECT user_ids, pos FROM typing WHERE room_id = $1`, roomID).Scan(&raw, &t.Pos)
+	if err != nil {
+		return t, translate(err)
+	}
+	return t, json.Unmarshal([]byte(raw), &t.UserIDs)
+}
+
+const presenceCols = `user_id, state, status_msg, last_active_ts, currently_active, pos`
+
+func scanPresence(rows interface{ Scan(...any) error }) (storage.Presence, error) {
+	var p storage.Presence
+	var msg sql.NullString
+	err := rows.Scan(&p.UserID, &p.State, &msg, &p.LastActiveTS, &p.CurrentlyActive, &p.Pos)
+	p.StatusMsg = nullPtr(msg)
+	return p, err
+}
+
+func (r reader) Presence(ctx context.Context, userID string) (storage.Presence, error) {
+	p, err := scanPresence(r.row(ctx, `SELECT `+presenceCols+` FROM presence WHERE user_id = $1`, userID))
+	return p, translate(err)
+}
+
+func (r reader) PresenceFor(ctx context.Context, userIDs []string, from, to stream.Pos) ([]storage.Presence, error) {
+	if len(userIDs) == 0 {
+		return nil, nil
+	}
+	var out []storage.Presence
+	// Chunk the IN list: SQLite allows 32766 parameters, PostgreSQL 65535.
+	for len(userIDs) > 0 {
+		n := min(len(userIDs), 5000)
+		rows, err := r.query(ctx, `SELECT `+presenceCols+` FROM presence WHERE pos > $1 AND pos <= $2 AND user_id IN (`+inList(3, n)+`) ORDER BY pos`,
+			append([]any{from, to}, anys(userIDs[:n])...)...)
+		ps, err := collect(rows, err, func(rows *sql.Rows) (storage.Presence, error) { return scanPresence(rows) })
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+		userIDs = userIDs[n:]
+	}
+	return out, nil
+}
+
+func scanAccountData(rows interface{ Scan(...any) error }) (storage.AccountData, error) {
+	var a storage.AccountData
+	var content string
+	err := rows.Scan(&a.UserID, &a.RoomID, &a.Type, &content, &a.Pos)
+	a.Content = []byte(content)
+	return a, err
+}
+
+func (r reader) AccountData(ctx context.Context, userID string, from, to stream.Pos) ([]storage.AccountData, error) {
+	rows, err := r.query(ctx, `SELECT user_id, room_id, type, content, pos FROM account_data WHERE user_id = $1 AND pos > $2 AND pos <= $3 ORDER BY pos`, userID, from, to)
+	return collect(rows, err, func(rows *sql.Rows) (storage.AccountData, error) { return scanAccountData(rows) })
+}
+
+func (r reader) AccountDataItem(ctx context.Context, userID, roomID, dataType string) (storage.AccountData, error) {
+	a, err := scanAccountData(r.row(ctx, `SELECT user_id, room_id, type, content, pos FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3`, userID, roomID, dataType))
+	return a, translate(err)
+}
+
+func (r reader) CountEventsAfter(ctx context.Context, roomID string, after stream.Pos, notSender string, types []string) (int, error) {
+	var n int
+	err := r.row(ctx, `SELECT COUNT(*) FROM events WHERE room_id = $1 AND pos > $2 AND sender <> $3 AND redacted_because IS NULL AND type IN (`+inList(4, len(types))+`)`,
+		append([]any{roomID, after, notSender}, anys(types)...)...).Scan(&n)
+	return n, translate(err)
+}
+
+func nullPtr(s sql.NullString) *string {
+	if !s.Valid {
+		return nil
+	}
+	v := s.String
+	return &v
+}
+
+func ptrNull(s *string) sql.NullString {
+	if s == nil {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: *s, Valid: true}
+}

@@ -1,0 +1,266 @@
+// Package storage defines Porthole's domain records and the Store interface that the one SQL
+// implementation (storage/sqlstore) provides for SQLite and PostgreSQL.
+//
+// Writes that must be atomic go through Store.Write, which runs a function inside one
+// transaction; on SQLite all writes share one connection, so commits happen in the order
+// stream positions were taken, and a position is visible only once everything below it is.
+package storage
+
+import (
+	"context"
+	"errors"
+
+	"porthole/internal/stream"
+)
+
+var (
+	// ErrNotFound is returned when a looked-up record does not exist (never nil, nil).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict is returned when a unique record already exists.
+	ErrConflict = errors.New("already exists")
+)
+
+// User is an account, guest or not.
+type User struct {
+	ID           string
+	PasswordHash string
+	IsGuest      bool
+	Deactivated  bool
+	DisplayName  *string
+	AvatarURL    *string
+	CreatedTS    int64
+}
+
+// Device is one login of a user.
+type Device struct {
+	UserID      string
+	ID          string
+	DisplayName *string
+	LastSeenTS  int64
+	LastSeenIP  string
+	CreatedTS   int64
+}
+
+// TokenOwner is what an access token resolves to.
+type TokenOwner struct {
+	UserID   string
+	DeviceID string
+	IsGuest  bool
+}
+
+// Room is a room's durable head: its version and the end of its (linear) event graph.
+type Room struct {
+	ID          string
+	Version     string
+	Creator     string
+	Published   bool
+	HeadEventID string
+	Depth       int64
+	CreatedPos  stream.Pos
+}
+
+// Event is a stored room event: the signed PDU plus what the server derived when it
+// persisted it. Events of one room form a line: each one's prev_events is the one before.
+type Event struct {
+	Pos      stream.Pos
+	ID       string
+	RoomID   string
+	Type     string
+	StateKey *string
+	Sender   string
+	Depth    int64
+	OriginTS int64
+	// PDU is the event as signed (federation format); after a redaction it is the pruned PDU.
+	PDU []byte
+	// Unsigned is a JSON object of server-added fields (prev_content, replaces_state, ...)
+	// or nil.
+	Unsigned []byte
+	// Visibility is the history_visibility in force at the event; for an
+	// m.room.history_visibility event, the less restrictive of the old and new values.
+	Visibility string
+	// Membership and PrevMembership are set for m.room.member events (the target's new and
+	// previous membership).
+	Membership     string
+	PrevMembership string
+	// TxnID and TxnDevice identify the client transaction that sent the event, if any.
+	TxnID     string
+	TxnDevice string
+	// RedactedBecause is the client-format JSON of the redaction that pruned this event.
+	RedactedBecause []byte
+}
+
+// IsState reports whether the event is a state event.
+func (e *Event) IsState() bool { return e.StateKey != nil }
+
+// StateKeyOf is a (type, state_key) pair.
+type StateKeyOf struct {
+	Type     string
+	StateKey string
+}
+
+// Member is a user's current membership in a room.
+type Member struct {
+	RoomID     string
+	UserID     string
+	Membership string
+	EventID    string
+	Pos        stream.Pos
+	Forgotten  bool
+}
+
+// Receipt is one read receipt.
+type Receipt struct {
+	Pos      stream.Pos
+	RoomID   string
+	Type     string // m.read, m.read.private
+	UserID   string
+	ThreadID string // "" for unthreaded
+	EventID  string
+	TS       int64
+}
+
+// Typing is the set of users typing in a room, as of Pos.
+type Typing struct {
+	RoomID  string
+	Pos     stream.Pos
+	UserIDs []string
+}
+
+// Presence is one user's presence.
+type Presence struct {
+	UserID          string
+	State           string
+	StatusMsg       *string
+	LastActiveTS    int64
+	CurrentlyActive bool
+	Pos             stream.Pos
+}
+
+// AccountData is one account-data item; RoomID is "" for global data.
+type AccountData struct {
+	UserID  string
+	RoomID  string
+	Type    string
+	Content []byte
+	Pos     stream.Pos
+}
+
+// Alias maps a room alias to a room.
+type Alias struct {
+	Alias   string
+	RoomID  string
+	Creator string
+}
+
+// PublicRoom is a row of the room directory.
+type PublicRoom struct {
+	RoomID string
+}
+
+// Store is the whole storage interface.
+type Store interface {
+	Accounts
+	Reader
+
+	// Write runs fn in one transaction; fn's error rolls back everything it did.
+	Write(ctx context.Context, fn func(Tx) error) error
+	// MaxPos is the highest committed stream position.
+	MaxPos(ctx context.Context) (stream.Pos, error)
+	Close() error
+}
+
+// Accounts covers users, devices, tokens and UIA sessions.
+type Accounts interface {
+	User(ctx context.Context, userID string) (User, error)
+	TokenOwner(ctx context.Context, tokenHash string) (TokenOwner, error)
+	Devices(ctx context.Context, userID string) ([]Device, error)
+	Device(ctx context.Context, userID, deviceID string) (Device, error)
+	UIASession(ctx context.Context, sessionID string) ([]string, error)
+	Filter(ctx context.Context, userID string, filterID int64) ([]byte, error)
+}
+
+// Reader covers the read side of rooms, events and the ephemeral streams.
+type Reader interface {
+	Room(ctx context.Context, roomID string) (Room, error)
+	EventByID(ctx context.Context, eventID string) (Event, error)
+	EventsByIDs(ctx context.Context, eventIDs []string) ([]Event, error)
+	// RoomEvents returns the events of a room with from < pos <= to, ascending when
+	// forward, else descending (pos <= from, pos > to), at most limit of them.
+	RoomEvents(ctx context.Context, roomID string, from, to stream.Pos, forward bool, limit int) ([]Event, error)
+	// CurrentState returns the room's current state events, all of them when keys is empty.
+	CurrentState(ctx context.Context, roomID string, keys ...StateKeyOf) ([]Event, error)
+	// StateAt returns the room's state after the event at pos (inclusive).
+	StateAt(ctx context.Context, roomID string, pos stream.Pos, keys ...StateKeyOf) ([]Event, error)
+	// StateChanges returns, per (type, state_key), the latest state event with from < pos <= to.
+	StateChanges(ctx context.Context, roomID string, from, to stream.Pos) ([]Event, error)
+	Member(ctx context.Context, roomID, userID string) (Member, error)
+	// MembershipsOf returns the user's current memberships (all rooms it has any in).
+	MembershipsOf(ctx context.Context, userID string) ([]Member, error)
+	// Members returns a room's current members with the given memberships (all if none).
+	Members(ctx context.Context, roomID string, memberships ...string) ([]Member, error)
+	// MemberEvents returns all m.room.member events of the room, ascending.
+	MemberEvents(ctx context.Context, roomID string) ([]Event, error)
+	// UserMemberEvents returns the member events whose state_key is userID, ascending.
+	UserMemberEvents(ctx context.Context, roomID, userID string) ([]Event, error)
+	// MemberCounts returns joined and invited member counts.
+	MemberCounts(ctx context.Context, roomID string) (joined, invited int, err error)
+	TxnEvent(ctx context.Context, userID, deviceID, roomID, txnID string) (string, error)
+
+	AliasRoom(ctx context.Context, alias string) (Alias, error)
+	RoomAliases(ctx context.Context, roomID string) ([]string, error)
+	PublishedRooms(ctx context.Context) ([]string, error)
+
+	Receipts(ctx context.Context, roomID string, from, to stream.Pos) ([]Receipt, error)
+	ReceiptsForRooms(ctx context.Context, roomIDs []string, from, to stream.Pos) ([]Receipt, error)
+	UserReceipt(ctx context.Context, roomID, userID, receiptType string) (Receipt, error)
+	TypingIn(ctx context.Context, roomID string) (Typing, error)
+	Presence(ctx context.Context, userID string) (Presence, error)
+	PresenceFor(ctx context.Context, userIDs []string, from, to stream.Pos) ([]Presence, error)
+	AccountData(ctx context.Context, userID string, from, to stream.Pos) ([]AccountData, error)
+	AccountDataItem(ctx context.Context, userID, roomID, dataType string) (AccountData, error)
+	// CountEventsAfter counts room events of the given types after pos, not sent by sender.
+	CountEventsAfter(ctx context.Context, roomID string, after stream.Pos, notSender string, types []string) (int, error)
+}
+
+// Tx is the write side, valid inside Store.Write.
+type Tx interface {
+	Reader
+	// NextPos takes the next stream position. It is visible to readers once committed.
+	NextPos(ctx context.Context) (stream.Pos, error)
+	NextGuestNumber(ctx context.Context) (int64, error)
+
+	CreateUser(ctx context.Context, u User) error
+	UpdatePassword(ctx context.Context, userID, hash string) error
+	UpgradeGuest(ctx context.Context, userID, passwordHash string) error
+	SetProfile(ctx context.Context, userID string, displayName, avatarURL *string) error
+	Deactivate(ctx context.Context, userID string) error
+	CreateDevice(ctx context.Context, d Device) error
+	UpdateDevice(ctx context.Context, userID, deviceID string, displayName *string) error
+	// DeleteDevices removes devices and their tokens; with no ids, all of the user's devices
+	// except keep.
+	DeleteDevices(ctx context.Context, userID string, deviceIDs []string, keep string) ([]string, error)
+	CreateToken(ctx context.Context, tokenHash, userID, deviceID string) error
+	DeleteToken(ctx context.Context, tokenHash string) error
+	PutUIASession(ctx context.Context, sessionID string, completed []string) error
+	DeleteUIASession(ctx context.Context, sessionID string) error
+	PutFilter(ctx context.Context, userID string, filter []byte) (int64, error)
+
+	CreateRoom(ctx context.Context, r Room) error
+	SetRoomHead(ctx context.Context, roomID, headEventID string, depth int64) error
+	SetPublished(ctx context.Context, roomID string, published bool) error
+	InsertEvent(ctx context.Context, e *Event) error
+	SetCurrentState(ctx context.Context, roomID, evType, stateKey, eventID string, pos stream.Pos) error
+	SetMember(ctx context.Context, m Member) error
+	SetForgotten(ctx context.Context, roomID, userID string) error
+	PutTxn(ctx context.Context, userID, deviceID, roomID, txnID, eventID string) error
+	// Redact replaces the target's PDU with its pruned form.
+	Redact(ctx context.Context, eventID string, prunedPDU, redactedBecause []byte) error
+
+	PutAlias(ctx context.Context, a Alias) error
+	DeleteAlias(ctx context.Context, alias string) error
+
+	PutReceipt(ctx context.Context, r Receipt) error
+	PutTyping(ctx context.Context, t Typing) error
+	PutPresence(ctx context.Context, p Presence) error
+	PutAccountData(ctx context.Context, a AccountData) error
+}

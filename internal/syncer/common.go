@@ -1,0 +1,178 @@
+// Package syncer serves everything clients read: /sync, the /events stream (the peek
+// stream with room_id, and the deprecated global stream), room and global initialSync,
+// /messages, /context, single events, state and members.
+//
+// Long-polls follow one pattern: Listen on the notifier key, read up to the notifier's
+// committed position, return if anything visible came out, else wait for a wake-up, the
+// deadline, the client leaving, the token being revoked or shutdown. Recent items come
+// from the room's in-memory window, already encoded; storage is read only for older ones.
+package syncer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"porthole/internal/auth"
+	"porthole/internal/clientevent"
+	"porthole/internal/live"
+	"porthole/internal/mxerr"
+	"porthole/internal/storage"
+	"porthole/internal/stream"
+	"porthole/internal/visibility"
+)
+
+// Config holds the long-poll limits.
+type Config struct {
+	DefaultTimeout time.Duration
+	MaxTimeout     time.Duration
+	MinTimeout     time.Duration
+}
+
+// Syncer serves the read side.
+type Syncer struct {
+	hub      *live.Hub
+	store    storage.Store
+	notifier *stream.Notifier
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+// New returns a syncer.
+func New(hub *live.Hub, store storage.Store, cfg Config, log *slog.Logger) *Syncer {
+	return &Syncer{hub: hub, store: store, notifier: hub.Notifier(), cfg: cfg, log: log, now: time.Now}
+}
+
+// ClampTimeout applies the configured floor and ceiling to a requested timeout; zero stays
+// zero (answer at once).
+func (sy *Syncer) ClampTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return min(max(d, sy.cfg.MinTimeout), sy.cfg.MaxTimeout)
+}
+
+// errRevoked ends a long-poll whose token was revoked while it waited.
+var errRevoked = mxerr.UnknownToken("Access token has been revoked")
+
+// wait blocks until ch is closed (true), the deadline passes or the server shuts down
+// (false), or the client leaves or its session is revoked (error).
+func (sy *Syncer) wait(ctx context.Context, sess *auth.Session, ch <-chan struct{}, deadline time.Time) (bool, error) {
+	d := time.Until(deadline)
+	if d <= 0 {
+		return false, nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	sy.notifier.Parked(1)
+	defer sy.notifier.Parked(-1)
+	select {
+	case <-ch:
+		return true, nil
+	case <-t.C:
+		return false, nil
+	case <-sy.notifier.Closing():
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case <-sess.Revoked():
+		return false, errRevoked
+	}
+}
+
+// viewer is who reads a room, and how.
+type viewer struct {
+	reader  clientevent.Reader
+	peeking bool
+	history []live.Change
+	nowMS   int64
+}
+
+func (sy *Syncer) newViewer(sess *auth.Session, room *live.Room, peeking bool) *viewer {
+	v := &viewer{reader: clientevent.Reader{UserID: sess.UserID, DeviceID: sess.DeviceID}, peeking: peeking, nowMS: sy.now().UnixMilli()}
+	if room != nil {
+		v.history = room.History(sess.UserID)
+	}
+	return v
+}
+
+// sees reports whether the viewer may see the event and its membership at it.
+func (v *viewer) sees(e *clientevent.Encoded) (bool, string) {
+	m := live.MembershipAt(v.history, e.Pos)
+	return visibility.CanSee(e.Visibility, m, v.peeking), m
+}
+
+// appendEvent writes the event for the viewer.
+func (v *viewer) appendEvent(b []byte, e *clientevent.Encoded, membership string) []byte {
+	return e.Append(b, v.nowMS, visibility.ClientMembership(membership), v.reader)
+}
+
+// roomAccess is how a user may read a room's history.
+type roomAccess struct {
+	room       *live.Room
+	membership string
+	peeking    bool
+	// upTo caps what a departed user reads: their leave event's position.
+	upTo stream.Pos
+	// departed marks a user reading a room they left (a frozen view).
+	departed bool
+}
+
+// errNoAccess is the answer for rooms the user may not read, unknown rooms included.
+func errNoAccess(roomID string) *mxerr.Error {
+	return mxerr.Forbidden("User is not in room " + roomID + ", and room previews are disabled")
+}
+
+// access decides how sess may read roomID: joined members read everything, users who
+// left read up to their leave (unless they forgot the room), and anyone may peek while the
+// room is world-readable. Everyone else, unknown rooms included, gets 403.
+func (sy *Syncer) access(ctx context.Context, sess *auth.Session, roomID string) (*roomAccess, error) {
+	room, err := sy.hub.Room(ctx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, errNoAccess(roomID)
+	} else if err != nil {
+		return nil, mxerr.Internal(err)
+	}
+	a := &roomAccess{room: room, membership: room.Membership(sess.UserID), upTo: sy.notifier.Current()}
+	switch a.membership {
+	case visibility.Join:
+		return a, nil
+	case visibility.Leave, visibility.Ban:
+		m, err := sy.store.Member(ctx, roomID, sess.UserID)
+		if err != nil {
+			return nil, mxerr.Internal(err)
+		}
+		if !m.Forgotten {
+			a.upTo, a.departed = m.Pos, true
+			return a, nil
+		}
+	}
+	if room.WorldReadable() {
+		a.peeking = true
+		return a, nil
+	}
+	return nil, errNoAccess(roomID)
+}
+
+// encodeAll encodes stored events.
+func encodeAll(evs []storage.Event) []*clientevent.Encoded {
+	out := make([]*clientevent.Encoded, len(evs))
+	for i := range evs {
+		out[i] = clientevent.Encode(&evs[i])
+	}
+	return out
+}
+
+// appendJSONList writes a JSON array of already-encoded objects.
+func appendJSONList(b []byte, items [][]byte) []byte {
+	b = append(b, '[')
+	for i, it := range items {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, it...)
+	}
+	return append(b, ']')
+}
