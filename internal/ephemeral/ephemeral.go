@@ -25,9 +25,9 @@ type Service struct {
 	store storage.Store
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	typing  map[typingKey]*time.Timer
-	closed  bool
+	mu     sync.Mutex
+	typing map[typingKey]*time.Timer
+	closed bool
 }
 
 type typingKey struct{ room, user string }

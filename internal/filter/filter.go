@@ -505,4 +505,3 @@ func copyPath(src, dst map[string]any, path []string) {
 	}
 	copyPath(sub, next, path[1:])
 }
-

@@ -16,16 +16,16 @@ import (
 
 // CreateRoomRequest is the body of POST /createRoom.
 type CreateRoomRequest struct {
-	Visibility                string                   `json:"visibility"`
-	RoomAliasName             *string                  `json:"room_alias_name"`
-	Name                      *string                  `json:"name"`
-	Topic                     *string                  `json:"topic"`
-	Invite                    []string                 `json:"invite"`
-	RoomVersion               string                   `json:"room_version"`
+	Visibility                string                    `json:"visibility"`
+	RoomAliasName             *string                   `json:"room_alias_name"`
+	Name                      *string                   `json:"name"`
+	Topic                     *string                   `json:"topic"`
+	Invite                    []string                  `json:"invite"`
+	RoomVersion               string                    `json:"room_version"`
 	CreationContent           map[string]jsontext.Value `json:"creation_content"`
-	InitialState              []InitialStateEvent      `json:"initial_state"`
-	Preset                    string                   `json:"preset"`
-	IsDirect                  bool                     `json:"is_direct"`
+	InitialState              []InitialStateEvent       `json:"initial_state"`
+	Preset                    string                    `json:"preset"`
+	IsDirect                  bool                      `json:"is_direct"`
 	PowerLevelContentOverride map[string]jsontext.Value `json:"power_level_content_override"`
 }
 

@@ -28,11 +28,11 @@ type Notifier struct {
 	mu   sync.Mutex
 	keys map[Key]chan struct{}
 
-	closing     chan struct{}
-	closeOnce   sync.Once
-	waiting     atomic.Int64
-	wakeups     atomic.Int64
-	keysWoken   atomic.Int64
+	closing   chan struct{}
+	closeOnce sync.Once
+	waiting   atomic.Int64
+	wakeups   atomic.Int64
+	keysWoken atomic.Int64
 }
 
 // NewNotifier starts at the committed position cur.

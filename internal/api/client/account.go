@@ -28,12 +28,12 @@ func (a *API) capabilities(w http.ResponseWriter, r *http.Request, _ *auth.Sessi
 		available[v] = "stable"
 	}
 	return httpx.WriteJSON(w, 200, map[string]any{"capabilities": map[string]any{
-		"m.room_versions":     map[string]any{"default": a.rooms.DefaultVersion(), "available": available},
-		"m.change_password":   map[string]bool{"enabled": true},
-		"m.set_displayname":   map[string]bool{"enabled": true},
-		"m.set_avatar_url":    map[string]bool{"enabled": true},
-		"m.3pid_changes":      map[string]bool{"enabled": false},
-		"m.get_login_token":   map[string]bool{"enabled": false},
+		"m.room_versions":   map[string]any{"default": a.rooms.DefaultVersion(), "available": available},
+		"m.change_password": map[string]bool{"enabled": true},
+		"m.set_displayname": map[string]bool{"enabled": true},
+		"m.set_avatar_url":  map[string]bool{"enabled": true},
+		"m.3pid_changes":    map[string]bool{"enabled": false},
+		"m.get_login_token": map[string]bool{"enabled": false},
 	}})
 }
 

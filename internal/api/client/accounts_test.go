@@ -23,7 +23,7 @@ func TestVersionsWellKnownCapabilities(t *testing.T) {
 		t.Fatalf("default room version: %s", caps.Raw)
 	}
 	for _, v := range []string{"10", "11", "12"} {
-		if caps.Get("available." + v).String() != "stable" {
+		if caps.Get("available."+v).String() != "stable" {
 			t.Fatalf("room version %s not stable: %s", v, caps.Raw)
 		}
 	}

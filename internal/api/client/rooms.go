@@ -413,4 +413,3 @@ func (a *API) publicRooms(w http.ResponseWriter, r *http.Request, _ *auth.Sessio
 	}
 	return httpx.WriteJSON(w, 200, resp)
 }
-
