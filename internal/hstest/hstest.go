@@ -277,3 +277,35 @@ func (c *Client) SetState(t testing.TB, roomID, evType, stateKey string, content
 
 // Room returns "rooms/<escaped id>" for building paths.
 func Room(roomID string) string { return "rooms/" + url.PathEscape(roomID) }
+
+// WaitParked blocks until at least n requests wait in a long-poll (or fails after 10 s).
+func (s *Server) WaitParked(t testing.TB, n int64) {
+	t.Helper()
+	s.waitWaiting(t, func(w int64) bool { return w >= n })
+}
+
+// WaitUnparked blocks until no request waits in a long-poll (or fails after 10 s).
+func (s *Server) WaitUnparked(t testing.TB) {
+	t.Helper()
+	s.waitWaiting(t, func(w int64) bool { return w == 0 })
+}
+
+func (s *Server) waitWaiting(t testing.TB, done func(int64) bool) {
+	t.Helper()
+	changed := make(chan struct{}, 1)
+	s.Server.Notifier().ObservePark(func(int64) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
+	defer s.Server.Notifier().ObservePark(func(int64) {})
+	deadline := time.After(10 * time.Second)
+	for !done(s.Server.Notifier().Waiting()) {
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("timed out waiting for the parked long-poll count (have %d)", s.Server.Notifier().Waiting())
+		}
+	}
+}

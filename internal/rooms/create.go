@@ -273,6 +273,9 @@ func (s *Service) CreateRoom(ctx context.Context, sess *auth.Session, req Create
 
 // asMatrixError passes Matrix errors through and hides everything else as a 500.
 func asMatrixError(err error) error {
+	if err == nil {
+		return nil
+	}
 	if _, ok := mxerr.As(err); ok {
 		return err
 	}

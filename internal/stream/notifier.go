@@ -33,6 +33,7 @@ type Notifier struct {
 	waiting   atomic.Int64
 	wakeups   atomic.Int64
 	keysWoken atomic.Int64
+	onPark    atomic.Pointer[func(waiting int64)]
 }
 
 // NewNotifier starts at the committed position cur.
@@ -93,7 +94,16 @@ func (n *Notifier) Closing() <-chan struct{} { return n.closing }
 func (n *Notifier) Shutdown() { n.closeOnce.Do(func() { close(n.closing) }) }
 
 // Parked counts a request entering (+1) or leaving (-1) a long-poll wait.
-func (n *Notifier) Parked(delta int64) { n.waiting.Add(delta) }
+func (n *Notifier) Parked(delta int64) {
+	w := n.waiting.Add(delta)
+	if f := n.onPark.Load(); f != nil {
+		(*f)(w)
+	}
+}
+
+// ObservePark installs a function called with the waiting count at every park and unpark
+// (tests use it to know a long-poll is waiting, without sleeping).
+func (n *Notifier) ObservePark(f func(waiting int64)) { n.onPark.Store(&f) }
 
 // Stats for metrics.
 func (n *Notifier) Waiting() int64    { return n.waiting.Load() }
