@@ -128,7 +128,11 @@ func (a *API) send(w http.ResponseWriter, r *http.Request, s *auth.Session) erro
 	if err != nil {
 		return err
 	}
-	id, err := a.rooms.Send(r.Context(), s, r.PathValue("roomId"), r.PathValue("eventType"), r.PathValue("txnId"), content)
+	txnID := r.PathValue("txnId")
+	if txnID == "" {
+		txnID = "post-" + auth.RandomID(12)
+	}
+	id, err := a.rooms.Send(r.Context(), s, r.PathValue("roomId"), r.PathValue("eventType"), txnID, content)
 	if err != nil {
 		return err
 	}

@@ -106,6 +106,8 @@ func (a *API) routes() []route {
 		{method: "POST", path: "/publicRooms", access: guestsOK, h: a.publicRooms},
 
 		{method: "PUT", path: "/rooms/{roomId}/send/{eventType}/{txnId}", access: guestsOK, h: a.send},
+		// The legacy form without a transaction ID, which sytest still uses; not idempotent.
+		{method: "POST", path: "/rooms/{roomId}/send/{eventType}", access: guestsOK, h: a.send},
 		{method: "PUT", path: "/rooms/{roomId}/state/{eventType}", access: guestsOK, h: a.putState},
 		{method: "PUT", path: "/rooms/{roomId}/state/{eventType}/{stateKey...}", access: guestsOK, h: a.putState},
 		{method: "GET", path: "/rooms/{roomId}/state", access: guestsOK, h: a.getState},
