@@ -4,7 +4,8 @@
 # SYTEST_DIR at an unpacked checkout of matrix-org/sytest.
 #
 #   SYTEST_DIR=/work/sytest scripts/sytest.sh tests/30rooms/13guestaccess.pl ...
-# Extra options (e.g. -k REGEX) are passed to run.sh; federation tests are always excluded.
+# Extra options (e.g. -k REGEX) are passed to run.sh; federation tests are always excluded,
+# and the tests in scripts/sytest-known-failures.txt are reported as expected failures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=go1.27.3
@@ -14,4 +15,4 @@ export PORTHOLE_BIN="$(mktemp -d)/porthole"
 go build -o "$PORTHOLE_BIN" ./cmd/porthole
 export SYTEST_HS_CMD='exec "$PORTHOLE_BIN" --listen "$SYTEST_HS_BIND_HOST:$SYTEST_HS_HTTP_PORT" --server-name "$SYTEST_HS_SERVER_NAME" --data "$SYTEST_HS_DATA_DIR" --log-level "${PORTHOLE_SYTEST_LOG_LEVEL:-info}" 2>>"$SYTEST_HS_DATA_DIR/porthole.log"'
 export PORTHOLE_BCRYPT_COST=4
-exec "$RUNNER" -t generic -x 'federation|remote' "$@"
+exec "$RUNNER" -t generic -x 'federation|remote' -B scripts/sytest-known-failures.txt "$@"

@@ -165,7 +165,8 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 		}
 		guest = s
 	}
-	localpart := req.Username
+	// Synapse lower-cases requested usernames rather than refusing capitals.
+	localpart := strings.ToLower(req.Username)
 	if guest != nil {
 		if localpart == "" {
 			localpart = a.LocalpartOf(guest.UserID)
@@ -174,15 +175,11 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 			return Login{}, mxerr.Forbidden("Cannot register taken user ID without valid guest credentials for that user")
 		}
 	} else if localpart != "" {
-		if err := a.Available(ctx, strings.ToLower(localpart)); err != nil {
-			// Synapse lower-cases the name before checking; upper case is still refused.
-			if localpart != strings.ToLower(localpart) {
-				return Login{}, mxerr.InvalidUsername("Username may only contain a-z, 0-9, and ._=-/+")
-			}
+		if err := a.Available(ctx, localpart); err != nil {
 			return Login{}, err
 		}
 	}
-	if err := a.requireUIA(ctx, req.Auth, [][]string{{"m.login.dummy"}}, "", nil); err != nil {
+	if err := a.requireUIA(ctx, req.Auth, [][]string{{"m.login.dummy"}}, "", "register"); err != nil {
 		return Login{}, err
 	}
 	if req.Password == nil {
@@ -369,7 +366,7 @@ type ChangePasswordRequest struct {
 // ChangePassword sets a new password after UIA with the old one; by default other
 // devices are logged out.
 func (a *Service) ChangePassword(ctx context.Context, s *Session, req ChangePasswordRequest) error {
-	if err := a.requireUIA(ctx, req.Auth, [][]string{{"m.login.password"}}, s.UserID, nil); err != nil {
+	if err := a.requireUIA(ctx, req.Auth, [][]string{{"m.login.password"}}, s.UserID, "password"); err != nil {
 		return err
 	}
 	if req.NewPassword == nil || *req.NewPassword == "" {
@@ -402,10 +399,10 @@ func (a *Service) ChangePassword(ctx context.Context, s *Session, req ChangePass
 	return nil
 }
 
-// RequirePassword runs UIA with m.login.password for sensitive operations (device
-// deletion, deactivation).
-func (a *Service) RequirePassword(ctx context.Context, s *Session, d *AuthDict) error {
-	return a.requireUIA(ctx, d, [][]string{{"m.login.password"}}, s.UserID, nil)
+// RequirePassword runs UIA with m.login.password for a sensitive operation (device
+// deletion, deactivation); op names it, so one session cannot authorise another.
+func (a *Service) RequirePassword(ctx context.Context, s *Session, d *AuthDict, op string) error {
+	return a.requireUIA(ctx, d, [][]string{{"m.login.password"}}, s.UserID, op)
 }
 
 // Deactivate disables the account and revokes every session.
@@ -424,50 +421,57 @@ func (a *Service) Deactivate(ctx context.Context, userID string) error {
 }
 
 // requireUIA enforces user-interactive auth: without a completed flow it answers 401 with
-// the flows and a session ID. userID, when set, is whose password m.login.password checks.
-func (a *Service) requireUIA(ctx context.Context, d *AuthDict, flows [][]string, userID string, params map[string]any) error {
-	if params == nil {
-		params = map[string]any{}
-	}
+// the flows and a session ID. userID, when set, is whose password m.login.password checks;
+// op names the operation, and a session may only complete the operation it started for.
+func (a *Service) requireUIA(ctx context.Context, d *AuthDict, flows [][]string, userID, op string) error {
 	flowList := make([]map[string]any, len(flows))
 	for i, f := range flows {
 		flowList[i] = map[string]any{"stages": f}
 	}
 	challenge := func(session string, completed []string, cause *mxerr.Error) error {
-		e := &mxerr.Error{Status: 401, Extra: map[string]any{"flows": flowList, "params": params, "session": session, "completed": completed}}
+		if completed == nil {
+			completed = []string{}
+		}
+		e := &mxerr.Error{Status: 401, Extra: map[string]any{"flows": flowList, "params": map[string]any{}, "session": session, "completed": completed}}
 		if cause != nil {
 			e.Code, e.Message = cause.Code, cause.Message
 		}
 		return e
 	}
-	if d == nil || d.Type == "" {
-		session := RandomID(18)
-		var completed []string
-		if d != nil && d.Session != "" {
-			if done, err := a.store.UIASession(ctx, d.Session); err == nil {
-				session, completed = d.Session, done
-			}
+	save := func(session string, completed []string) error {
+		if err := a.store.Write(ctx, func(tx storage.Tx) error { return tx.PutUIASession(ctx, session, op, completed) }); err != nil {
+			return mxerr.Internal(err)
 		}
-		if completed == nil {
-			if err := a.store.Write(ctx, func(tx storage.Tx) error { return tx.PutUIASession(ctx, session, nil) }); err != nil {
-				return mxerr.Internal(err)
-			}
-			completed = []string{}
-		}
-		return challenge(session, completed, nil)
+		return nil
 	}
-	session := d.Session
+	var session string
 	var completed []string
-	if session != "" {
-		done, err := a.store.UIASession(ctx, session)
+	if d != nil && d.Session != "" {
+		sop, done, err := a.store.UIASession(ctx, d.Session)
 		if errors.Is(err, storage.ErrNotFound) {
-			return mxerr.Unknown("Unknown UIA session " + strconv.Quote(session))
+			return mxerr.Unknown("Unknown UIA session " + strconv.Quote(d.Session))
 		} else if err != nil {
 			return mxerr.Internal(err)
 		}
-		completed = done
-	} else {
+		if sop != op {
+			return mxerr.Forbidden("Requested operation has changed during the UI authentication session")
+		}
+		session, completed = d.Session, done
+	}
+	if d == nil || d.Type == "" {
+		if session == "" {
+			session = RandomID(18)
+			if err := save(session, nil); err != nil {
+				return err
+			}
+		}
+		return challenge(session, completed, nil)
+	}
+	if session == "" {
 		session = RandomID(18)
+	}
+	if !contains(flowStages(flows), d.Type) {
+		return challenge(session, completed, mxerr.Unknown(fmt.Sprintf("Auth type %q is not offered", d.Type)))
 	}
 	switch d.Type {
 	case "m.login.dummy":
@@ -477,17 +481,13 @@ func (a *Service) requireUIA(ctx context.Context, d *AuthDict, flows [][]string,
 			return challenge(session, completed, mxerr.Forbidden("Missing user identifier"))
 		}
 		if userID != "" && who != userID {
-			return challenge(session, completed, mxerr.Forbidden("Invalid username or password"))
+			// Someone else's credentials prove nothing about this account.
+			return mxerr.Forbidden("Invalid auth: the credentials are for another user")
 		}
 		if err := a.checkPassword(ctx, who, d.Password); err != nil {
 			e, _ := mxerr.As(err)
 			return challenge(session, completed, e)
 		}
-	default:
-		return challenge(session, completed, mxerr.Unknown(fmt.Sprintf("Unknown auth type %q", d.Type)))
-	}
-	if !contains(flowStages(flows), d.Type) {
-		return challenge(session, completed, mxerr.Unknown(fmt.Sprintf("Auth type %q is not offered", d.Type)))
 	}
 	if !contains(completed, d.Type) {
 		completed = append(completed, d.Type)
@@ -500,8 +500,8 @@ func (a *Service) requireUIA(ctx context.Context, d *AuthDict, flows [][]string,
 			return nil
 		}
 	}
-	if err := a.store.Write(ctx, func(tx storage.Tx) error { return tx.PutUIASession(ctx, session, completed) }); err != nil {
-		return mxerr.Internal(err)
+	if err := save(session, completed); err != nil {
+		return err
 	}
 	return challenge(session, completed, nil)
 }

@@ -140,6 +140,19 @@ func (s *Service) PutReceipt(ctx context.Context, roomID, userID, receiptType, e
 		return err
 	}
 	_, err := s.hub.Commit(ctx, func(tx storage.Tx) ([]live.Published, error) {
+		// Receipts only move forwards: one for an older event than the current one is
+		// accepted and ignored (as in Synapse).
+		if cur, err := tx.UserReceipt(ctx, roomID, userID, receiptType); err == nil && cur.ThreadID == threadID {
+			older, err := tx.EventsByIDs(ctx, []string{cur.EventID, eventID})
+			if err != nil {
+				return nil, err
+			}
+			if len(older) == 2 && older[1].ID == cur.EventID {
+				return nil, nil
+			}
+		} else if err != nil && !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
 		pos, err := tx.NextPos(ctx)
 		if err != nil {
 			return nil, err

@@ -38,8 +38,9 @@ type EventFilter struct {
 	NotTypes   []string `json:"not_types,omitempty"`
 	Senders    []string `json:"senders,omitempty"`
 	NotSenders []string `json:"not_senders,omitempty"`
-	// typesSet / sendersSet distinguish an empty list from an absent one.
-	typesSet, sendersSet bool
+	// typesSet / sendersSet distinguish an empty list from an absent one; limitSet a limit
+	// of 0 from none.
+	typesSet, sendersSet, limitSet bool
 }
 
 // RoomEventFilter adds room and content conditions.
@@ -125,7 +126,7 @@ func (f *Filter) JSON() []byte {
 
 func (f EventFilter) MarshalJSONTo(enc *jsontext.Encoder) error {
 	m := map[string]any{}
-	if f.Limit > 0 {
+	if f.Limit > 0 || f.limitSet {
 		m["limit"] = f.Limit
 	}
 	if f.typesSet || f.Types != nil {
@@ -279,10 +280,10 @@ func parseEventFilter(data []byte, what string) (EventFilter, error) {
 		if raw.Kind() != '0' || strings.ContainsAny(string(raw), ".eE") || json.Unmarshal(raw, &n) != nil {
 			return f, badJSON("limit must be an integer")
 		}
-		if n <= 0 {
-			return f, &Error{Code: "M_INVALID_PARAM", Message: "limit must be positive"}
+		if n < 0 {
+			return f, &Error{Code: "M_INVALID_PARAM", Message: "limit must not be negative"}
 		}
-		f.Limit = int(min(n, MaxLimit))
+		f.Limit, f.limitSet = int(min(n, MaxLimit)), true
 	}
 	if f.Types, err = stringList(obj, "types"); err != nil {
 		return f, err
@@ -363,6 +364,9 @@ func parseRoomFilter(data []byte) (RoomFilter, error) {
 }
 
 // --- matching ---
+
+// LimitSet reports whether the filter gave a limit (which may be 0).
+func (f *EventFilter) LimitSet() bool { return f != nil && (f.limitSet || f.Limit > 0) }
 
 // Allows reports whether an event of this type from this sender passes.
 func (f *EventFilter) Allows(eventType, sender string) bool {

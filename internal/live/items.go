@@ -23,11 +23,13 @@ const (
 // format, typing and receipts as finished m.typing / m.receipt objects. Presence is encoded
 // when written because last_active_ago depends on the time of the response.
 type Item struct {
-	Pos      stream.Pos
-	Kind     Kind
-	Event    *clientevent.Encoded
-	EDU      []byte
-	Presence *storage.Presence
+	Pos   stream.Pos
+	Kind  Kind
+	Event *clientevent.Encoded
+	// EDU is the m.typing / m.receipt object with its room_id, as /events serves it;
+	// SyncEDU is the same without room_id, as /sync's ephemeral section wants it.
+	EDU, SyncEDU []byte
+	Presence     *storage.Presence
 	// UserID is whose presence, or whose receipt.
 	UserID  string
 	Private bool
@@ -47,10 +49,9 @@ func TypingItem(t storage.Typing) Item {
 		}
 		b, _ = jsontext.AppendQuote(b, u)
 	}
-	b = append(b, `]},"room_id":`...)
-	b, _ = jsontext.AppendQuote(b, t.RoomID)
-	b = append(b, `,"type":"m.typing"}`...)
-	return Item{Pos: t.Pos, Kind: KindTyping, EDU: b}
+	b = append(b, `]}`...)
+	edu, sync := withRoom(b, t.RoomID, "m.typing")
+	return Item{Pos: t.Pos, Kind: KindTyping, EDU: edu, SyncEDU: sync}
 }
 
 // ReceiptItem encodes one receipt as an m.receipt event.
@@ -67,10 +68,23 @@ func ReceiptItem(r storage.Receipt) Item {
 		b = append(b, `,"thread_id":`...)
 		b, _ = jsontext.AppendQuote(b, r.ThreadID)
 	}
-	b = append(b, `}}}},"room_id":`...)
-	b, _ = jsontext.AppendQuote(b, r.RoomID)
-	b = append(b, `,"type":"m.receipt"}`...)
-	return Item{Pos: r.Pos, Kind: KindReceipt, EDU: b, UserID: r.UserID, Private: r.Type == "m.read.private"}
+	b = append(b, `}}}}`...)
+	edu, sync := withRoom(b, r.RoomID, "m.receipt")
+	return Item{Pos: r.Pos, Kind: KindReceipt, EDU: edu, SyncEDU: sync, UserID: r.UserID, Private: r.Type == "m.read.private"}
+}
+
+// withRoom finishes an ephemeral event whose content is in head, once with room_id and
+// once without.
+func withRoom(head []byte, roomID, evType string) (edu, sync []byte) {
+	edu = append(make([]byte, 0, len(head)+len(roomID)+40), head...)
+	edu = append(edu, `,"room_id":`...)
+	edu, _ = jsontext.AppendQuote(edu, roomID)
+	edu = append(edu, `,"type":"`...)
+	edu = append(append(edu, evType...), `"}`...)
+	sync = append(make([]byte, 0, len(head)+30), head...)
+	sync = append(sync, `,"type":"`...)
+	sync = append(append(sync, evType...), `"}`...)
+	return edu, sync
 }
 
 // PresenceItem wraps a presence change.
@@ -87,9 +101,12 @@ func AppendPresence(b []byte, p *storage.Presence, nowMS int64) []byte {
 		b = strconv.AppendBool(b, p.CurrentlyActive)
 		b = append(b, ',')
 	}
-	b = append(b, `"last_active_ago":`...)
-	b = strconv.AppendInt(b, max(nowMS-p.LastActiveTS, 0), 10)
-	b = append(b, `,"presence":`...)
+	if p.LastActiveTS > 0 {
+		b = append(b, `"last_active_ago":`...)
+		b = strconv.AppendInt(b, max(nowMS-p.LastActiveTS, 0), 10)
+		b = append(b, ',')
+	}
+	b = append(b, `"presence":`...)
 	b, _ = jsontext.AppendQuote(b, p.State)
 	b = append(b, `,"status_msg":`...)
 	if p.StatusMsg != nil {

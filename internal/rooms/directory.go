@@ -2,7 +2,10 @@ package rooms
 
 import (
 	"context"
+	"encoding/json/jsontext"
+	"encoding/json/v2"
 	"errors"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -79,8 +82,43 @@ func (s *Service) DeleteAlias(ctx context.Context, sess *auth.Session, alias str
 	err = s.store.Write(ctx, func(tx storage.Tx) error { return tx.DeleteAlias(ctx, alias) })
 	if errors.Is(err, storage.ErrNotFound) {
 		return mxerr.NotFound("Room alias " + alias + " not found")
+	} else if err != nil {
+		return mxerr.Internal(err)
 	}
-	return asMatrixError(err)
+	s.dropCanonicalAlias(ctx, sess, a.RoomID, alias)
+	return nil
+}
+
+// dropCanonicalAlias removes a deleted alias from the room's m.room.canonical_alias, as
+// the deleting user; if they may not, the stale alias stays (as in Synapse).
+func (s *Service) dropCanonicalAlias(ctx context.Context, sess *auth.Session, roomID, alias string) {
+	state, err := s.store.CurrentState(ctx, roomID, storage.StateKeyOf{Type: "m.room.canonical_alias"})
+	if err != nil || len(state) == 0 {
+		return
+	}
+	var c map[string]jsontext.Value
+	if json.Unmarshal(clientevent.Content(&state[0]), &c) != nil {
+		return
+	}
+	changed := false
+	if stringField(clientevent.Content(&state[0]), "alias") == alias {
+		delete(c, "alias")
+		changed = true
+	}
+	var alt []string
+	if raw, ok := c["alt_aliases"]; ok && json.Unmarshal(raw, &alt) == nil {
+		kept := slices.DeleteFunc(slices.Clone(alt), func(a string) bool { return a == alias })
+		if len(kept) != len(alt) {
+			c["alt_aliases"] = mustJSON(kept)
+			changed = true
+		}
+	}
+	if !changed {
+		return
+	}
+	if _, err := s.SetState(ctx, sess, roomID, "m.room.canonical_alias", "", mustJSON(c)); err != nil {
+		s.log.Info("could not update canonical alias after deleting it", "room", roomID, "alias", alias, "err", err)
+	}
 }
 
 // canSendState checks the user's power level for a state event type in the room.

@@ -105,13 +105,25 @@ func roomError(err error, notFound *mxerr.Error) error {
 }
 
 // Join joins the session's user to a room. A guest may join only when the room's
-// guest_access is can_join. Joining again with an unchanged profile changes nothing.
-func (s *Service) Join(ctx context.Context, sess *auth.Session, roomIDOrAlias, reason string) (string, error) {
+// guest_access is can_join. extra holds keys the client asked to add to its member event
+// (its profile is the default; membership and kind are the server's). Joining again with
+// unchanged content changes nothing.
+func (s *Service) Join(ctx context.Context, sess *auth.Session, roomIDOrAlias string, extra map[string]jsontext.Value) (string, error) {
 	roomID, err := s.ResolveRoom(ctx, roomIDOrAlias)
 	if err != nil {
 		return "", err
 	}
-	content := s.memberContent(ctx, sess.UserID, "join", reason, sess.IsGuest)
+	content := s.memberContent(ctx, sess.UserID, "join", "", sess.IsGuest)
+	if len(extra) > 0 {
+		var c map[string]jsontext.Value
+		json.Unmarshal(content, &c)
+		for k, v := range extra {
+			if k != "membership" && k != "kind" {
+				c[k] = v
+			}
+		}
+		content = mustJSON(c)
+	}
 	_, err = s.write(ctx, roomID, func(pc *persistContext) error {
 		if sess.IsGuest {
 			ga, err := pc.stateContent(storage.StateKeyOf{Type: "m.room.guest_access"})

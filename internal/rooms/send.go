@@ -114,6 +114,9 @@ func (s *Service) validateState(ctx context.Context, roomID, evType string, cont
 			aliases = append(aliases, *c.Alias)
 		}
 		for _, a := range aliases {
+			if !ValidAlias(a) {
+				return mxerr.InvalidParam("Invalid room alias " + a)
+			}
 			row, err := s.store.AliasRoom(ctx, a)
 			if errors.Is(err, storage.ErrNotFound) || (err == nil && row.RoomID != roomID) {
 				return &mxerr.Error{Status: 400, Code: "M_BAD_ALIAS", Message: "Alias " + a + " does not point to this room"}
@@ -150,6 +153,9 @@ func (s *Service) Redact(ctx context.Context, sess *auth.Session, roomID, eventI
 		target, err := pc.tx.EventByID(ctx, eventID)
 		if err != nil && !errors.Is(err, storage.ErrNotFound) {
 			return err
+		}
+		if err == nil && target.RoomID != roomID {
+			return mxerr.InvalidParam("Event " + eventID + " is not in this room")
 		}
 		if err != nil || target.Sender != sess.UserID {
 			if ok, err := pc.hasRedactPower(sess.UserID); err != nil {

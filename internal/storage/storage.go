@@ -175,7 +175,8 @@ type Accounts interface {
 	TokenOwner(ctx context.Context, tokenHash string) (TokenOwner, error)
 	Devices(ctx context.Context, userID string) ([]Device, error)
 	Device(ctx context.Context, userID, deviceID string) (Device, error)
-	UIASession(ctx context.Context, sessionID string) ([]string, error)
+	// UIASession returns the operation a UIA session was started for and its completed stages.
+	UIASession(ctx context.Context, sessionID string) (op string, completed []string, err error)
 	Filter(ctx context.Context, userID string, filterID int64) ([]byte, error)
 }
 
@@ -241,7 +242,7 @@ type Tx interface {
 	DeleteDevices(ctx context.Context, userID string, deviceIDs []string, keep string) ([]string, error)
 	CreateToken(ctx context.Context, tokenHash, userID, deviceID string) error
 	DeleteToken(ctx context.Context, tokenHash string) error
-	PutUIASession(ctx context.Context, sessionID string, completed []string) error
+	PutUIASession(ctx context.Context, sessionID, op string, completed []string) error
 	DeleteUIASession(ctx context.Context, sessionID string) error
 	PutFilter(ctx context.Context, userID string, filter []byte) (int64, error)
 

@@ -38,6 +38,7 @@ type Syncer struct {
 	cfg      Config
 	log      *slog.Logger
 	now      func() time.Time
+	lazy     lazyCache
 }
 
 // New returns a syncer.

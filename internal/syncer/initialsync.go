@@ -193,7 +193,7 @@ func (sy *Syncer) GlobalInitialSync(ctx context.Context, sess *auth.Session, lim
 		return nil, mxerr.Internal(err)
 	}
 	var rooms []jsontext.Value
-	var coMembers []string
+	var coMembers, joinedRooms []string
 	for _, m := range ms {
 		switch m.Membership {
 		case visibility.Join, visibility.Invite:
@@ -231,6 +231,7 @@ func (sy *Syncer) GlobalInitialSync(ctx context.Context, sess *auth.Session, lim
 			upTo := cur
 			var state []storage.Event
 			if m.Membership == visibility.Join {
+				joinedRooms = append(joinedRooms, m.RoomID)
 				coMembers = append(coMembers, room.Joined()...)
 				state, err = sy.store.CurrentState(ctx, m.RoomID)
 			} else {
@@ -275,11 +276,21 @@ func (sy *Syncer) GlobalInitialSync(ctx context.Context, sess *auth.Session, lim
 			accountData = append(accountData, appendAccountData(nil, a))
 		}
 	}
+	rs, err := sy.store.ReceiptsForRooms(ctx, joinedRooms, -1, cur)
+	if err != nil {
+		return nil, mxerr.Internal(err)
+	}
+	var receipts []jsontext.Value
+	for _, r := range rs {
+		if r.Type != "m.read.private" || r.UserID == sess.UserID {
+			receipts = append(receipts, live.ReceiptItem(r).EDU)
+		}
+	}
 	return json.Marshal(map[string]any{
 		"rooms":        nonNil(rooms),
 		"presence":     nonNil(pres),
 		"account_data": nonNil(accountData),
-		"receipts":     []any{},
+		"receipts":     nonNil(receipts),
 		"end":          cur.Token(),
 	})
 }

@@ -146,7 +146,9 @@ func (sy *Syncer) appendEvents(b []byte, v *viewer, evs []storage.Event) []byte 
 func (sy *Syncer) Event(ctx context.Context, sess *auth.Session, roomID, eventID string) ([]byte, error) {
 	notFound := mxerr.NotFound("Event not found")
 	a, err := sy.access(ctx, sess, roomID)
-	if err != nil {
+	if e, ok := mxerr.As(err); ok && e.Status == 403 {
+		return nil, notFound
+	} else if err != nil {
 		return nil, err
 	}
 	e, err := sy.store.EventByID(ctx, eventID)
@@ -192,6 +194,7 @@ func (sy *Syncer) Context(ctx context.Context, sess *auth.Session, req ContextRe
 	}
 	before := req.Limit / 2
 	after := req.Limit - before
+	senders := map[string]bool{e.Sender: true}
 	collect := func(forward bool, want int) ([][]byte, stream.Pos, error) {
 		var out [][]byte
 		cursor := e.Pos
@@ -223,6 +226,7 @@ func (sy *Syncer) Context(ctx context.Context, sess *auth.Session, req ContextRe
 				}
 				xe := clientevent.Encode(x)
 				if ok, m := v.sees(xe); ok {
+					senders[x.Sender] = true
 					out = append(out, v.appendEvent(nil, xe, m))
 					if len(out) == want {
 						break
@@ -246,6 +250,9 @@ func (sy *Syncer) Context(ctx context.Context, sess *auth.Session, req ContextRe
 	state, err := sy.store.StateAt(ctx, req.RoomID, max(end, e.Pos))
 	if err != nil {
 		return nil, mxerr.Internal(err)
+	}
+	if req.Filter != nil && req.Filter.LazyLoadMembers {
+		state = keepMembers(state, senders)
 	}
 	b := []byte(`{"event":`)
 	b = v.appendEvent(b, enc, m)

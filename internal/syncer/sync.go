@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json/jsontext"
 	"encoding/json/v2"
@@ -151,6 +152,9 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 	}
 	f := req.Filter
 	var coMembers []string
+	// Users whose whole presence is sent: members of rooms the user newly joined, and
+	// users who newly joined the user's rooms.
+	everyPresence := map[string]bool{}
 	for _, m := range ms {
 		if !f.Room.AllowsRoom(m.RoomID) {
 			continue
@@ -162,13 +166,24 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 			if err != nil {
 				return nil, mxerr.Internal(err)
 			}
-			coMembers = append(coMembers, room.Joined()...)
-			jr, err := sy.joinedRoom(ctx, sess, room, w, req.FullState || w.initial || changed, accountData, f)
+			joined := room.Joined()
+			coMembers = append(coMembers, joined...)
+			jr, rv, err := sy.joinedRoom(ctx, sess, room, w, req.FullState, accountData, f)
 			if err != nil {
 				return nil, err
 			}
 			if jr != nil {
 				resp.Rooms.Join[m.RoomID] = jr
+			}
+			if rv.newlyJoined && !w.initial {
+				for _, u := range joined {
+					everyPresence[u] = true
+				}
+			}
+			for _, e := range rv.events {
+				if e.Type == "m.room.member" && e.Membership == visibility.Join && e.PrevMembership != visibility.Join && !w.initial {
+					everyPresence[*e.StateKey] = true
+				}
 			}
 		case visibility.Invite:
 			if w.initial || changed {
@@ -204,6 +219,30 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 	if err != nil {
 		return nil, mxerr.Internal(err)
 	}
+	if len(everyPresence) > 0 {
+		var extra []string
+		for u := range everyPresence {
+			if u != sess.UserID {
+				extra = append(extra, u)
+			}
+		}
+		slices.Sort(extra)
+		old, err := sy.store.PresenceFor(ctx, extra, -1, w.since)
+		if err != nil {
+			return nil, mxerr.Internal(err)
+		}
+		// Users who never set a presence are reported offline, as Synapse does.
+		known := map[string]bool{}
+		for _, p := range append(old, presence...) {
+			known[p.UserID] = true
+		}
+		for _, u := range extra {
+			if !known[u] {
+				old = append(old, storage.Presence{UserID: u, State: "offline"})
+			}
+		}
+		presence = append(old, presence...)
+	}
 	now := sy.now().UnixMilli()
 	for i := range presence {
 		if f.Presence.Allows("m.presence", presence[i].UserID) {
@@ -214,17 +253,23 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 }
 
 // timelineOf collects the latest visible, filter-allowed events of a room in (since, upTo],
-// newest last, at most limit; limited reports that more exist before them.
+// newest last, at most limit; truncated reports that more exist before them. State events
+// that are part of the current state are always included, so a client's view of the room
+// ends up right even when it missed the period they were sent in.
 func (sy *Syncer) timelineOf(ctx context.Context, v *viewer, room *live.Room, since, upTo stream.Pos, tf *filter.RoomEventFilter, limit int) ([]*clientevent.Encoded, []string, bool, error) {
 	var picked []*clientevent.Encoded
 	var members []string
+	var err error
 	consider := func(e *clientevent.Encoded) bool {
 		if tf != nil && !tf.Allows(e.RoomID, e.Type, e.Sender, e.HasURL) {
 			return true
 		}
 		ok, m := v.sees(e)
+		if !ok && e.StateKey != nil {
+			ok, err = sy.isCurrentState(ctx, e)
+		}
 		if !ok {
-			return true
+			return err == nil
 		}
 		if len(picked) == limit {
 			return false
@@ -233,24 +278,24 @@ func (sy *Syncer) timelineOf(ctx context.Context, v *viewer, room *live.Room, si
 		members = append(members, visibility.ClientMembership(m))
 		return true
 	}
-	limited := false
+	truncated := false
 	if items, ok := room.Items(since, upTo); ok {
-		for i := len(items) - 1; i >= 0 && !limited; i-- {
+		for i := len(items) - 1; i >= 0 && !truncated && err == nil; i-- {
 			if items[i].Kind == live.KindEvent && !consider(items[i].Event) {
-				limited = true
+				truncated = err == nil
 			}
 		}
 	} else {
 		cursor := upTo
-		for !limited {
-			evs, err := sy.store.RoomEvents(ctx, room.ID, cursor, since, false, 100)
-			if err != nil {
-				return nil, nil, false, mxerr.Internal(err)
+		for !truncated && err == nil {
+			evs, qerr := sy.store.RoomEvents(ctx, room.ID, cursor, since, false, 100)
+			if qerr != nil {
+				return nil, nil, false, mxerr.Internal(qerr)
 			}
 			for i := range evs {
 				cursor = evs[i].Pos - 1
 				if !consider(clientevent.Encode(&evs[i])) {
-					limited = true
+					truncated = err == nil
 					break
 				}
 			}
@@ -259,67 +304,121 @@ func (sy *Syncer) timelineOf(ctx context.Context, v *viewer, room *live.Room, si
 			}
 		}
 	}
+	if err != nil {
+		return nil, nil, false, mxerr.Internal(err)
+	}
 	slices.Reverse(picked)
 	slices.Reverse(members)
-	return picked, members, limited, nil
+	return picked, members, truncated, nil
+}
+
+// isCurrentState reports whether a state event is still the room's current one.
+func (sy *Syncer) isCurrentState(ctx context.Context, e *clientevent.Encoded) (bool, error) {
+	cur, err := sy.store.CurrentState(ctx, e.RoomID, storage.StateKeyOf{Type: e.Type, StateKey: *e.StateKey})
+	if err != nil {
+		return false, err
+	}
+	return len(cur) == 1 && cur[0].ID == e.ID, nil
 }
 
 func timelineLimit(f *filter.Filter) int {
-	if l := f.Room.Timeline.Limit; l > 0 {
+	if l := f.Room.Timeline.Limit; l > 0 || f.Room.Timeline.LimitSet() {
 		return min(l, 1000)
 	}
 	return defaultTimelineLimit
 }
 
-// joinedRoom builds one joined room of a sync response, or nil when nothing changed.
-func (sy *Syncer) joinedRoom(ctx context.Context, sess *auth.Session, room *live.Room, w syncWindow, fullState bool, accountData []storage.AccountData, f *filter.Filter) (*joinedRoom, error) {
-	v := sy.newViewer(sess, room, false)
+// roomView is one room's section of a sync response, before encoding.
+type roomView struct {
+	timeline    timeline
+	state       []jsontext.Value
+	events      []*clientevent.Encoded
+	newlyJoined bool
+}
+
+// buildRoomView computes the timeline and state of a room between since and upTo. A room
+// the user was not joined to at since (or any room in an initial sync) is sent whole:
+// its timeline is the latest events of the room, marked limited when newly joined, and
+// its state is the full state before the timeline.
+func (sy *Syncer) buildRoomView(ctx context.Context, v *viewer, room *live.Room, w syncWindow, upTo stream.Pos, fullState bool, f *filter.Filter) (*roomView, error) {
+	rv := &roomView{newlyJoined: !w.initial && live.MembershipAt(v.history, w.since) != visibility.Join}
+	whole := w.initial || rv.newlyJoined
 	since := w.since
-	if fullState && !w.initial && room.Membership(sess.UserID) == visibility.Join {
-		// A room joined since the last sync is sent whole.
-		since = w.since
+	if whole {
+		since = 0
 	}
-	events, memberships, limited, err := sy.timelineOf(ctx, v, room, since, w.to, &f.Room.Timeline, timelineLimit(f))
+	events, memberships, truncated, err := sy.timelineOf(ctx, v, room, since, upTo, &f.Room.Timeline, timelineLimit(f))
 	if err != nil {
 		return nil, err
 	}
-	jr := &joinedRoom{}
-	jr.Timeline.Events = make([]jsontext.Value, len(events))
+	rv.events = events
+	rv.timeline.Events = make([]jsontext.Value, len(events))
 	for i, e := range events {
-		jr.Timeline.Events[i] = e.Append(nil, v.nowMS, memberships[i], v.reader)
+		rv.timeline.Events[i] = f.ApplyEventFields(e.Append(nil, v.nowMS, memberships[i], v.reader))
 	}
-	jr.Timeline.Limited = limited
-	start := w.to
+	rv.timeline.Limited = truncated || rv.newlyJoined
+	start := upTo
 	if len(events) > 0 {
 		start = events[0].Pos - 1
 	}
-	jr.Timeline.PrevBatch = start.Token()
+	// As in Synapse, a whole-room timeline that holds every event still gets the
+	// current position as prev_batch.
+	prev := start
+	if whole && !truncated {
+		prev = upTo
+	}
+	rv.timeline.PrevBatch = prev.Token()
 
+	sf := &f.Room.State
 	var state []storage.Event
 	switch {
-	case fullState:
+	case fullState || whole:
 		state, err = sy.store.StateAt(ctx, room.ID, start)
-	case limited:
+		if err == nil && sf.LazyLoadMembers {
+			state = keepMembers(state, timelineSenders(events, v.reader.UserID))
+		}
+	case truncated:
 		state, err = sy.store.StateChanges(ctx, room.ID, w.since, start)
 	}
 	if err != nil {
 		return nil, mxerr.Internal(err)
 	}
-	state = filterState(state, events, &f.Room.State, sess.UserID)
-	jr.State.Events = make([]jsontext.Value, 0, len(state))
-	for i := range state {
-		enc := clientevent.Encode(&state[i])
-		_, m := v.sees(enc)
-		jr.State.Events = append(jr.State.Events, v.appendEvent(nil, enc, m))
-	}
-
-	jr.Ephemeral.Events = []jsontext.Value{}
-	if f.Room.Ephemeral.Limit >= 0 {
-		eph, err := sy.ephemeral(ctx, v, room, w)
+	if sf.LazyLoadMembers && !(fullState || whole) {
+		extra, err := sy.lazyMembers(ctx, v, room, events, start, sf.IncludeRedundantMembers)
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range eph {
+		state = append(state, extra...)
+	}
+	state = dropInTimeline(state, events, sf)
+	if sf.LazyLoadMembers {
+		sy.rememberMembers(v, room.ID, state)
+	}
+	rv.state = make([]jsontext.Value, 0, len(state))
+	for i := range state {
+		enc := clientevent.Encode(&state[i])
+		_, m := v.sees(enc)
+		rv.state = append(rv.state, f.ApplyEventFields(v.appendEvent(nil, enc, m)))
+	}
+	return rv, nil
+}
+
+// joinedRoom builds one joined room of a sync response, or nil when nothing changed.
+func (sy *Syncer) joinedRoom(ctx context.Context, sess *auth.Session, room *live.Room, w syncWindow, fullState bool, accountData []storage.AccountData, f *filter.Filter) (*joinedRoom, *roomView, error) {
+	v := sy.newViewer(sess, room, false)
+	rv, err := sy.buildRoomView(ctx, v, room, w, w.to, fullState, f)
+	if err != nil {
+		return nil, nil, err
+	}
+	jr := &joinedRoom{Timeline: rv.timeline}
+	jr.State.Events = rv.state
+	jr.Ephemeral.Events = []jsontext.Value{}
+	eph, err := sy.ephemeral(ctx, v, room, w)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range eph {
+		if f.Room.Ephemeral.Allows(room.ID, ephemeralType(e), "", false) {
 			jr.Ephemeral.Events = append(jr.Ephemeral.Events, e)
 		}
 	}
@@ -329,21 +428,58 @@ func (sy *Syncer) joinedRoom(ctx context.Context, sess *auth.Session, room *live
 			jr.AccountData.Events = append(jr.AccountData.Events, appendAccountData(nil, a))
 		}
 	}
-	if !w.initial && !fullState && len(jr.Timeline.Events) == 0 && len(jr.State.Events) == 0 &&
+	if !w.initial && !fullState && !rv.newlyJoined && len(jr.Timeline.Events) == 0 && len(jr.State.Events) == 0 &&
 		len(jr.Ephemeral.Events) == 0 && len(jr.AccountData.Events) == 0 {
-		return nil, nil
+		return nil, rv, nil
 	}
 	if jr.UnreadNotifications, err = sy.unread(ctx, sess.UserID, room.ID); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if fullState || hasMemberChange(events) {
-		joined, invited, err := sy.store.MemberCounts(ctx, room.ID)
-		if err != nil {
-			return nil, mxerr.Internal(err)
+	if w.initial || fullState || rv.newlyJoined || hasMemberChange(rv.events) {
+		if jr.Summary, err = sy.summary(ctx, room.ID, sess.UserID); err != nil {
+			return nil, nil, err
 		}
-		jr.Summary.JoinedMemberCount, jr.Summary.InvitedMemberCount = &joined, &invited
 	}
-	return jr, nil
+	return jr, rv, nil
+}
+
+// ephemeralType reads the type of an encoded ephemeral event.
+func ephemeralType(e []byte) string {
+	if bytes.Contains(e, []byte(`"type":"m.typing"`)) {
+		return "m.typing"
+	}
+	return "m.receipt"
+}
+
+// summary is a room's member counts and, for rooms without a name or alias, the heroes
+// (up to five other members) clients name it after.
+func (sy *Syncer) summary(ctx context.Context, roomID, userID string) (roomSummary, error) {
+	var s roomSummary
+	joined, invited, err := sy.store.MemberCounts(ctx, roomID)
+	if err != nil {
+		return s, mxerr.Internal(err)
+	}
+	s.JoinedMemberCount, s.InvitedMemberCount = &joined, &invited
+	named, err := sy.store.CurrentState(ctx, roomID, storage.StateKeyOf{Type: "m.room.name"}, storage.StateKeyOf{Type: "m.room.canonical_alias"})
+	if err != nil {
+		return s, mxerr.Internal(err)
+	}
+	for i := range named {
+		if len(clientevent.Content(&named[i])) > 2 {
+			return s, nil
+		}
+	}
+	members, err := sy.store.Members(ctx, roomID, visibility.Join, visibility.Invite)
+	if err != nil {
+		return s, mxerr.Internal(err)
+	}
+	s.Heroes = []string{}
+	for _, m := range members {
+		if m.UserID != userID && len(s.Heroes) < 5 {
+			s.Heroes = append(s.Heroes, m.UserID)
+		}
+	}
+	return s, nil
 }
 
 func hasMemberChange(evs []*clientevent.Encoded) bool {
@@ -355,27 +491,66 @@ func hasMemberChange(evs []*clientevent.Encoded) bool {
 	return false
 }
 
-// filterState applies the state filter, drops state already in the timeline and, when
-// lazy-loading members, keeps only the members who sent timeline events (and the user).
-func filterState(state []storage.Event, timeline []*clientevent.Encoded, sf *filter.RoomEventFilter, userID string) []storage.Event {
-	inTimeline := make(map[string]bool, len(timeline))
+// timelineSenders are the senders of the timeline, and the user.
+func timelineSenders(evs []*clientevent.Encoded, userID string) map[string]bool {
 	senders := map[string]bool{userID: true}
-	for _, e := range timeline {
-		inTimeline[e.ID] = true
+	for _, e := range evs {
 		senders[e.Sender] = true
 	}
+	return senders
+}
+
+// keepMembers drops member events of users not in keep (lazy-loading members).
+func keepMembers(state []storage.Event, keep map[string]bool) []storage.Event {
 	return slices.DeleteFunc(state, func(e storage.Event) bool {
-		if inTimeline[e.ID] || !sf.Allows(e.RoomID, e.Type, e.Sender, false) {
-			return true
-		}
-		return sf.LazyLoadMembers && e.Type == "m.room.member" && !senders[*e.StateKey]
+		return e.Type == "m.room.member" && !keep[*e.StateKey]
 	})
 }
 
+// dropInTimeline removes state already in the timeline and what the state filter excludes.
+func dropInTimeline(state []storage.Event, timeline []*clientevent.Encoded, sf *filter.RoomEventFilter) []storage.Event {
+	inTimeline := make(map[string]bool, len(timeline))
+	for _, e := range timeline {
+		inTimeline[e.ID] = true
+	}
+	seen := map[string]bool{}
+	return slices.DeleteFunc(state, func(e storage.Event) bool {
+		if inTimeline[e.ID] || seen[e.ID] || !sf.Allows(e.RoomID, e.Type, e.Sender, false) {
+			return true
+		}
+		seen[e.ID] = true
+		return false
+	})
+}
+
+// lazyMembers returns, for an incremental lazy-loading sync, the member events of the
+// timeline's senders as of the timeline start, leaving out those this device was already
+// sent unless redundant members are asked for.
+func (sy *Syncer) lazyMembers(ctx context.Context, v *viewer, room *live.Room, events []*clientevent.Encoded, start stream.Pos, redundant bool) ([]storage.Event, error) {
+	senders := timelineSenders(events, "")
+	delete(senders, "")
+	var keys []storage.StateKeyOf
+	for u := range senders {
+		keys = append(keys, storage.StateKeyOf{Type: "m.room.member", StateKey: u})
+	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	state, err := sy.store.StateAt(ctx, room.ID, start, keys...)
+	if err != nil {
+		return nil, mxerr.Internal(err)
+	}
+	if redundant {
+		return state, nil
+	}
+	sent := sy.sentMembers(v, room.ID)
+	return slices.DeleteFunc(state, func(e storage.Event) bool { return sent[*e.StateKey] == e.ID }), nil
+}
+
 // ephemeral returns the room's typing set (when it changed, or on an initial sync when
-// someone types) and receipts in the window.
-func (sy *Syncer) ephemeral(ctx context.Context, v *viewer, room *live.Room, w syncWindow) ([][]byte, error) {
-	var out [][]byte
+// someone types) and receipts in the window, without room_id as /sync wants them.
+func (sy *Syncer) ephemeral(ctx context.Context, v *viewer, room *live.Room, w syncWindow) ([]jsontext.Value, error) {
+	var out []jsontext.Value
 	items, ok := room.Items(w.since, w.to)
 	if !ok || w.initial {
 		t, err := sy.store.TypingIn(ctx, room.ID)
@@ -383,7 +558,7 @@ func (sy *Syncer) ephemeral(ctx context.Context, v *viewer, room *live.Room, w s
 			return nil, mxerr.Internal(err)
 		}
 		if err == nil && t.Pos > w.since && t.Pos <= w.to && (!w.initial || len(t.UserIDs) > 0) {
-			out = append(out, live.TypingItem(t).EDU)
+			out = append(out, live.TypingItem(t).SyncEDU)
 		}
 		rs, err := sy.store.Receipts(ctx, room.ID, w.since, w.to)
 		if err != nil {
@@ -391,7 +566,7 @@ func (sy *Syncer) ephemeral(ctx context.Context, v *viewer, room *live.Room, w s
 		}
 		for _, r := range rs {
 			if r.Type != "m.read.private" || r.UserID == v.reader.UserID {
-				out = append(out, live.ReceiptItem(r).EDU)
+				out = append(out, live.ReceiptItem(r).SyncEDU)
 			}
 		}
 		return out, nil
@@ -400,15 +575,15 @@ func (sy *Syncer) ephemeral(ctx context.Context, v *viewer, room *live.Room, w s
 	for _, it := range items {
 		switch it.Kind {
 		case live.KindTyping:
-			typing = it.EDU
+			typing = it.SyncEDU
 		case live.KindReceipt:
 			if !it.Private || it.UserID == v.reader.UserID {
-				out = append(out, it.EDU)
+				out = append(out, it.SyncEDU)
 			}
 		}
 	}
 	if typing != nil {
-		out = append([][]byte{typing}, out...)
+		out = append([]jsontext.Value{typing}, out...)
 	}
 	return out, nil
 }
@@ -469,37 +644,12 @@ func (sy *Syncer) leftRoom(ctx context.Context, sess *auth.Session, m storage.Me
 		return nil, mxerr.Internal(err)
 	}
 	v := sy.newViewer(sess, room, false)
-	events, memberships, limited, err := sy.timelineOf(ctx, v, room, w.since, m.Pos, &f.Room.Timeline, timelineLimit(f))
+	rv, err := sy.buildRoomView(ctx, v, room, w, m.Pos, false, f)
 	if err != nil {
 		return nil, err
 	}
-	lr := &leftRoom{}
-	lr.Timeline.Events = make([]jsontext.Value, len(events))
-	for i, e := range events {
-		lr.Timeline.Events[i] = e.Append(nil, v.nowMS, memberships[i], v.reader)
-	}
-	lr.Timeline.Limited = limited
-	start := m.Pos
-	if len(events) > 0 {
-		start = events[0].Pos - 1
-	}
-	lr.Timeline.PrevBatch = start.Token()
-	var state []storage.Event
-	if w.initial {
-		state, err = sy.store.StateAt(ctx, m.RoomID, start)
-	} else if limited {
-		state, err = sy.store.StateChanges(ctx, m.RoomID, w.since, start)
-	}
-	if err != nil {
-		return nil, mxerr.Internal(err)
-	}
-	state = filterState(state, events, &f.Room.State, sess.UserID)
-	lr.State.Events = []jsontext.Value{}
-	for i := range state {
-		enc := clientevent.Encode(&state[i])
-		_, mm := v.sees(enc)
-		lr.State.Events = append(lr.State.Events, v.appendEvent(nil, enc, mm))
-	}
+	lr := &leftRoom{Timeline: rv.timeline}
+	lr.State.Events = rv.state
 	lr.AccountData.Events = []jsontext.Value{}
 	return lr, nil
 }

@@ -3,6 +3,8 @@ package client
 import (
 	"encoding/json/jsontext"
 	"net/http"
+	"slices"
+	"strings"
 
 	"porthole/internal/auth"
 	"porthole/internal/httpx"
@@ -139,7 +141,7 @@ func (a *API) deactivate(w http.ResponseWriter, r *http.Request, s *auth.Session
 	if err := httpx.ReadJSON(r, a.cfg.MaxBody, &req); err != nil {
 		return err
 	}
-	if err := a.auth.RequirePassword(r.Context(), s, req.Auth); err != nil {
+	if err := a.auth.RequirePassword(r.Context(), s, req.Auth, "deactivate"); err != nil {
 		return err
 	}
 	if err := a.auth.Deactivate(r.Context(), s.UserID); err != nil {
@@ -218,7 +220,7 @@ func (a *API) deleteDevice(w http.ResponseWriter, r *http.Request, s *auth.Sessi
 	if _, err := a.store.Device(r.Context(), s.UserID, r.PathValue("deviceId")); err != nil {
 		return notFoundOr(err, "Unknown device")
 	}
-	if err := a.auth.RequirePassword(r.Context(), s, req.Auth); err != nil {
+	if err := a.auth.RequirePassword(r.Context(), s, req.Auth, "delete device "+r.PathValue("deviceId")); err != nil {
 		return err
 	}
 	if err := a.auth.DeleteDevices(r.Context(), s.UserID, []string{r.PathValue("deviceId")}); err != nil {
@@ -238,7 +240,9 @@ func (a *API) deleteDevices(w http.ResponseWriter, r *http.Request, s *auth.Sess
 	if req.Devices == nil {
 		return mxerr.MissingParam("Missing devices")
 	}
-	if err := a.auth.RequirePassword(r.Context(), s, req.Auth); err != nil {
+	ids := slices.Clone(req.Devices)
+	slices.Sort(ids)
+	if err := a.auth.RequirePassword(r.Context(), s, req.Auth, "delete devices "+strings.Join(ids, " ")); err != nil {
 		return err
 	}
 	if err := a.auth.DeleteDevices(r.Context(), s.UserID, req.Devices); err != nil {

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"encoding/json/jsontext"
 	"errors"
 	"net/http"
 	"slices"
@@ -52,11 +53,14 @@ func (a *API) optionalJSON(r *http.Request, v any) error {
 }
 
 func (a *API) join(w http.ResponseWriter, r *http.Request, s *auth.Session, target string) error {
-	var body reasonBody
+	var body map[string]jsontext.Value
 	if err := a.optionalJSON(r, &body); err != nil {
 		return err
 	}
-	roomID, err := a.rooms.Join(r.Context(), s, target, body.Reason)
+	// third_party_signed is not supported (there is no identity server); anything else the
+	// client sends goes into its member event, as in Synapse.
+	delete(body, "third_party_signed")
+	roomID, err := a.rooms.Join(r.Context(), s, target, body)
 	if err != nil {
 		return err
 	}

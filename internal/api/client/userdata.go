@@ -151,10 +151,8 @@ func (a *API) getProfileField(w http.ResponseWriter, r *http.Request, _ *auth.Se
 	default:
 		return mxerr.NotFound("Unknown profile field")
 	}
-	if v == nil {
-		return mxerr.NotFound("Profile field not set")
-	}
-	return httpx.WriteJSON(w, 200, map[string]string{field: *v})
+	// Synapse answers an unset field with null rather than 404.
+	return httpx.WriteJSON(w, 200, map[string]*string{field: v})
 }
 
 func (a *API) putProfileField(field string) handlerFunc {

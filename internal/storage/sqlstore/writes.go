@@ -120,11 +120,11 @@ func (t *txn) DeleteToken(ctx context.Context, tokenHash string) error {
 	return mustAffect(t.exec(ctx, `DELETE FROM access_tokens WHERE token_hash = $1`, tokenHash))
 }
 
-func (t *txn) PutUIASession(ctx context.Context, sessionID string, completed []string) error {
+func (t *txn) PutUIASession(ctx context.Context, sessionID, op string, completed []string) error {
 	if completed == nil {
 		completed = []string{}
 	}
-	raw, _ := json.Marshal(completed)
+	raw, _ := json.Marshal(uiaRecord{Op: op, Completed: completed})
 	_, err := t.exec(ctx, `INSERT INTO uia_sessions (session_id, completed, created_ts) VALUES ($1, $2, $3)
 		ON CONFLICT (session_id) DO UPDATE SET completed = excluded.completed`, sessionID, string(raw), time.Now().UnixMilli())
 	return err
