@@ -8,7 +8,7 @@ work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 go build -o "$work/porthole" ./cmd/porthole
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$work/porthole" --listen "127.0.0.1:$port" --data "$work/data" --log-level warn 2>"$work/server.log" &
+"$work/porthole" --listen "127.0.0.1:$port" --data "$work/data" --log-level warn --rate-limit off 2>"$work/server.log" &
 pid=$!
 for _ in $(seq 1 100); do
   curl -fsS "http://127.0.0.1:$port/_matrix/client/versions" >/dev/null 2>&1 && break

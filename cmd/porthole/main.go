@@ -43,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	guests := fs.String("guests", "", "on or off: whether guests may register (default on)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
 	pprofAddr := fs.String("pprof", "", "loopback host:port for /debug/pprof (default off)")
+	rateLimit := fs.String("rate-limit", "", "on or off: rate limiting (default on; off for test suites and benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -66,6 +67,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}{
 		{*listen, &cfg.Listen}, {*serverName, &cfg.ServerName}, {*dataDir, &cfg.DataDir}, {*database, &cfg.Database},
 		{*registration, &cfg.Registration}, {*guests, &cfg.Guests}, {*logLevel, &cfg.LogLevel}, {*pprofAddr, &cfg.Pprof},
+		{*rateLimit, &cfg.RateLimit},
 	} {
 		if o.flag != "" {
 			*o.dst = o.flag

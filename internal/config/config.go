@@ -52,6 +52,15 @@ type Config struct {
 
 	// BcryptCost is the bcrypt work factor for passwords (4-31).
 	BcryptCost int `yaml:"bcrypt_cost"`
+
+	// Rate limiting (token buckets); RateLimit "off" disables all of them.
+	RateLimit         string  `yaml:"rate_limit"` // on | off
+	IPRequestsPerSec  float64 `yaml:"rate_limit_ip_per_second"`
+	IPRequestsBurst   int     `yaml:"rate_limit_ip_burst"`
+	UserRequestsPerS  float64 `yaml:"rate_limit_user_per_second"`
+	UserRequestsBurst int     `yaml:"rate_limit_user_burst"`
+	RegisterPerSec    float64 `yaml:"rate_limit_register_per_second"`
+	RegisterBurst     int     `yaml:"rate_limit_register_burst"`
 }
 
 // Default returns the configuration used when nothing is given.
@@ -72,6 +81,14 @@ func Default() Config {
 		PeekWindow:      512,
 		SQLiteReaders:   8,
 		BcryptCost:      12,
+
+		RateLimit:         "on",
+		IPRequestsPerSec:  200,
+		IPRequestsBurst:   1000,
+		UserRequestsPerS:  20,
+		UserRequestsBurst: 100,
+		RegisterPerSec:    1,
+		RegisterBurst:     20,
 	}
 }
 
@@ -119,6 +136,12 @@ func setField(f reflect.Value, raw string) error {
 			return err
 		}
 		f.SetInt(int64(d))
+	case float64:
+		n, err := strconv.ParseFloat(raw, 64)
+		if err != nil {
+			return err
+		}
+		f.SetFloat(n)
 	case int, int64:
 		n, err := strconv.ParseInt(raw, 10, 64)
 		if err != nil {
@@ -177,6 +200,19 @@ func (c *Config) Validate() error {
 	}
 	if c.SQLiteReaders < 1 || c.SQLiteReaders > 256 {
 		bad("sqlite_readers must be between 1 and 256, not %d", c.SQLiteReaders)
+	}
+	if c.RateLimit != "on" && c.RateLimit != "off" {
+		bad("rate_limit must be on or off, not %q", c.RateLimit)
+	}
+	for name, v := range map[string]float64{"rate_limit_ip_per_second": c.IPRequestsPerSec, "rate_limit_user_per_second": c.UserRequestsPerS, "rate_limit_register_per_second": c.RegisterPerSec} {
+		if v <= 0 {
+			bad("%s must be positive, not %g", name, v)
+		}
+	}
+	for name, v := range map[string]int{"rate_limit_ip_burst": c.IPRequestsBurst, "rate_limit_user_burst": c.UserRequestsBurst, "rate_limit_register_burst": c.RegisterBurst} {
+		if v < 1 {
+			bad("%s must be at least 1, not %d", name, v)
+		}
 	}
 	if c.BcryptCost < 4 || c.BcryptCost > 31 {
 		bad("bcrypt_cost must be between 4 and 31, not %d", c.BcryptCost)

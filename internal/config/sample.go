@@ -10,8 +10,10 @@ import (
 func Sample(c Config) string {
 	var b strings.Builder
 	line := func(comment string, key string, value any) {
-		for _, l := range strings.Split(comment, "\n") {
-			fmt.Fprintf(&b, "# %s\n", l)
+		if comment != "" {
+			for _, l := range strings.Split(comment, "\n") {
+				fmt.Fprintf(&b, "# %s\n", l)
+			}
 		}
 		fmt.Fprintf(&b, "%s: %v\n\n", key, value)
 	}
@@ -34,6 +36,13 @@ func Sample(c Config) string {
 	line("Recent stream items each active room keeps in memory, encoded once, for long-polls.", "peek_window", c.PeekWindow)
 	line("Loopback host:port for a separate /debug/pprof listener; empty disables it.", "pprof", q(c.Pprof))
 	line("Read connections in the SQLite pool (writes always use one connection).", "sqlite_readers", c.SQLiteReaders)
+	line("Rate limiting: on or off. Off is for test suites and benchmarks; a server open to the internet keeps it on.", "rate_limit", c.RateLimit)
+	line("Requests per second each client IP may make (token bucket), and the burst above that.", "rate_limit_ip_per_second", c.IPRequestsPerSec)
+	line("", "rate_limit_ip_burst", c.IPRequestsBurst)
+	line("Requests per second each user (or guest) may make, and the burst.", "rate_limit_user_per_second", c.UserRequestsPerS)
+	line("", "rate_limit_user_burst", c.UserRequestsBurst)
+	line("Registrations (user or guest) and logins per second from one IP, and the burst.", "rate_limit_register_per_second", c.RegisterPerSec)
+	line("", "rate_limit_register_burst", c.RegisterBurst)
 	line("bcrypt work factor for stored passwords (4-31); each step doubles the cost of a login.", "bcrypt_cost", c.BcryptCost)
 	return b.String()
 }

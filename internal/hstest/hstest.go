@@ -82,6 +82,7 @@ func New(t testing.TB, mods ...func(*config.Config)) *Server {
 	cfg.Database = FreshDatabase(t, dir)
 	cfg.BcryptCost = 4
 	cfg.LogLevel = "warn"
+	cfg.RateLimit = "off"
 	for _, m := range mods {
 		m(&cfg)
 	}

@@ -25,6 +25,7 @@ import (
 	"porthole/internal/ephemeral"
 	"porthole/internal/httpx"
 	"porthole/internal/live"
+	"porthole/internal/ratelimit"
 	"porthole/internal/rooms"
 	"porthole/internal/storage/sqlstore"
 	"porthole/internal/stream"
@@ -73,8 +74,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	roomSvc := rooms.New(hub, store, rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key}, log)
 	eph := ephemeral.New(hub, store, log)
 	sy := syncer.New(hub, store, syncer.Config{DefaultTimeout: cfg.LongPollDefault, MaxTimeout: cfg.LongPollMax, MinTimeout: cfg.LongPollMin}, log)
+	var limits *client.Limits
+	if cfg.RateLimit == "on" {
+		limits = &client.Limits{
+			IP:       ratelimit.New(cfg.IPRequestsPerSec, cfg.IPRequestsBurst),
+			User:     ratelimit.New(cfg.UserRequestsPerS, cfg.UserRequestsBurst),
+			Register: ratelimit.New(cfg.RegisterPerSec, cfg.RegisterBurst),
+		}
+	}
 	api := client.New(accounts, roomSvc, eph, sy, store, client.Config{
 		ServerName: cfg.ServerName, BaseURL: cfg.BaseURL(), MaxBody: cfg.MaxRequestBody, DefaultTimeout: cfg.LongPollDefault,
+		Limits: limits,
 	}, log)
 	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api}
 	s.handler = s.buildHandler()

@@ -40,6 +40,9 @@ func (a *API) capabilities(w http.ResponseWriter, r *http.Request, _ *auth.Sessi
 }
 
 func (a *API) register(w http.ResponseWriter, r *http.Request, _ *auth.Session) error {
+	if err := a.limitRegistration(r); err != nil {
+		return err
+	}
 	kind, _ := query(r, "kind")
 	switch kind {
 	case "", "user":
@@ -94,6 +97,9 @@ func (a *API) loginFlows(w http.ResponseWriter, r *http.Request, _ *auth.Session
 }
 
 func (a *API) login(w http.ResponseWriter, r *http.Request, _ *auth.Session) error {
+	if err := a.limitRegistration(r); err != nil {
+		return err
+	}
 	var req auth.LoginRequest
 	if err := httpx.ReadJSON(r, a.cfg.MaxBody, &req); err != nil {
 		return err

@@ -5,6 +5,7 @@ package client
 
 import (
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"porthole/internal/ephemeral"
 	"porthole/internal/httpx"
 	"porthole/internal/mxerr"
+	"porthole/internal/ratelimit"
 	"porthole/internal/rooms"
 	"porthole/internal/storage"
 	"porthole/internal/syncer"
@@ -24,6 +26,13 @@ type Config struct {
 	BaseURL        string
 	MaxBody        int64
 	DefaultTimeout time.Duration
+	// Limits is nil when rate limiting is off.
+	Limits *Limits
+}
+
+// Limits are the request rate limiters.
+type Limits struct {
+	IP, User, Register *ratelimit.Limiter
 }
 
 // API holds the services behind the handlers.
@@ -206,6 +215,9 @@ func (a *API) wrap(rt route) http.Handler {
 }
 
 func (a *API) serve(rt route, w http.ResponseWriter, r *http.Request) error {
+	if err := a.limit(a.limitsIP(), clientIP(r)); err != nil {
+		return err
+	}
 	var sess *auth.Session
 	if rt.access != public {
 		s, err := a.auth.Authenticate(r.Context(), r)
@@ -215,10 +227,47 @@ func (a *API) serve(rt route, w http.ResponseWriter, r *http.Request) error {
 		if s.IsGuest && rt.access == members {
 			return mxerr.GuestAccessForbidden()
 		}
+		if a.cfg.Limits != nil {
+			if err := a.limit(a.cfg.Limits.User, s.UserID); err != nil {
+				return err
+			}
+		}
 		httpx.AddLogAttr(r.Context(), slog.String("user", s.UserID))
 		sess = s
 	}
 	return rt.h(w, r, sess)
+}
+
+func (a *API) limitsIP() *ratelimit.Limiter {
+	if a.cfg.Limits == nil {
+		return nil
+	}
+	return a.cfg.Limits.IP
+}
+
+// limit takes a token from l for key, or answers 429 M_LIMIT_EXCEEDED.
+func (a *API) limit(l *ratelimit.Limiter, key string) error {
+	if ok, wait := l.Allow(key); !ok {
+		return mxerr.LimitExceeded(wait.Milliseconds() + 1)
+	}
+	return nil
+}
+
+// limitRegistration applies the per-IP limit on registrations and logins.
+func (a *API) limitRegistration(r *http.Request) error {
+	if a.cfg.Limits == nil {
+		return nil
+	}
+	return a.limit(a.cfg.Limits.Register, clientIP(r))
+}
+
+// clientIP is the peer's address (Porthole does not trust X-Forwarded-For).
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // unrecognized answers what no route matched: 405 if the path exists for another method,

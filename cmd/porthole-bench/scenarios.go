@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// SimpleResult is the outcome of the send, join and register scenarios.
+type SimpleResult struct {
+	Scenario    string         `json:"scenario"`
+	Target      string         `json:"target"`
+	Count       int            `json:"count"`
+	Concurrency int            `json:"concurrency"`
+	PerSecond   float64        `json:"per_s"`
+	Latency     Percentiles    `json:"latency"`
+	Extra       map[string]any `json:"extra,omitempty"`
+	Errors      map[string]int `json:"errors_by_status"`
+	Seconds     float64        `json:"seconds"`
+	ServerCPUS  float64        `json:"server_cpu_s,omitempty"`
+	ServerRSS   float64        `json:"server_rss_mib,omitempty"`
+}
+
+func printSimple(w io.Writer, r *SimpleResult) {
+	errs := 0
+	for _, n := range r.Errors {
+		errs += n
+	}
+	fmt.Fprintf(w, "\n%s against %s: %d in %.1f s with concurrency %d: %.0f/s; latency p50 %.1f ms p95 %.1f ms p99 %.1f ms max %.1f ms; errors %d\n",
+		r.Scenario, r.Target, r.Count, r.Seconds, r.Concurrency, r.PerSecond, r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max, errs)
+	for k, v := range r.Extra {
+		fmt.Fprintf(w, "  %s: %v\n", k, v)
+	}
+}
+
+// timedLoop runs op n times over conc workers (bounded by ctx) and measures each call.
+func timedLoop(ctx context.Context, n, conc int, op func(i int) error) ([]time.Duration, time.Duration, error) {
+	lat := make([]time.Duration, n)
+	next := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	start := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				t0 := time.Now()
+				err := op(i)
+				lat[i] = time.Since(t0)
+				if err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return lat, time.Since(start), first
+}
+
+func finishSimple(r *SimpleResult, pid int, cpu0 time.Duration, errs *statusCounter) {
+	r.Errors = errs.snapshot()
+	if rss, cpu, err := procStats(pid); err == nil {
+		r.ServerCPUS = (cpu - cpu0).Seconds()
+		r.ServerRSS = mib(rss)
+	}
+}
+
+func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("send", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cm common
+	cm.register(fs)
+	senders := fs.Int("s", 8, "senders in the room (closed loop)")
+	n := fs.Int("n", 5000, "events to send in total")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cm.maxDuration)
+	defer cancel()
+	base, pid, stop, err := cm.target(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	hc := &http.Client{Transport: newTransport(*senders)}
+	errs := &statusCounter{}
+	clients := make([]*client, *senders)
+	var room string
+	for i := range clients {
+		if clients[i], err = registerUser(ctx, base, hc, errs); err != nil {
+			return err
+		}
+		if i == 0 {
+			if room, err = clients[0].createPublicRoom(ctx); err != nil {
+				return err
+			}
+		} else if err := clients[i].join(ctx, room); err != nil {
+			return err
+		}
+	}
+	_, cpu0, _ := procStats(pid)
+	// Each worker sends as "its" user: worker k owns clients[k], taking indices k, k+S, ...
+	perSender := make([]chan int, *senders)
+	var wg sync.WaitGroup
+	lat := make([]time.Duration, *n)
+	start := time.Now()
+	for k := range perSender {
+		perSender[k] = make(chan int, *n / *senders + 1)
+		wg.Add(1)
+		go func(k int) {
+			defer wg.Done()
+			for i := range perSender[k] {
+				t0 := time.Now()
+				clients[k].send(ctx, room, fmt.Sprintf("s%d-%d", start.UnixNano(), i), map[string]any{"msgtype": "m.text", "body": "load"})
+				lat[i] = time.Since(t0)
+			}
+		}(k)
+	}
+	for i := 0; i < *n; i++ {
+		perSender[i%*senders] <- i
+	}
+	for _, ch := range perSender {
+		close(ch)
+	}
+	wg.Wait()
+	took := time.Since(start)
+	r := &SimpleResult{Scenario: "send", Target: base, Count: *n, Concurrency: *senders, PerSecond: float64(*n) / took.Seconds(), Latency: summarize(lat), Seconds: took.Seconds()}
+	finishSimple(r, pid, cpu0, errs)
+	if !cm.jsonOnly {
+		printSimple(stderr, r)
+	}
+	return emit(stdout, r)
+}
+
+func runJoin(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("join", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cm common
+	cm.register(fs)
+	n := fs.Int("n", 2000, "guests that join the room, one after another in groups of -c")
+	conc := fs.Int("c", 16, "concurrent joins")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cm.maxDuration)
+	defer cancel()
+	base, pid, stop, err := cm.target(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	hc := &http.Client{Transport: newTransport(*conc)}
+	errs := &statusCounter{}
+	owner, err := registerUser(ctx, base, hc, errs)
+	if err != nil {
+		return err
+	}
+	room, err := owner.createPublicRoom(ctx)
+	if err != nil {
+		return err
+	}
+	guests := make([]*client, *n)
+	if err := parallel(ctx, *n, 64, func(i int) error {
+		var err error
+		guests[i], err = registerGuest(ctx, base, hc, errs)
+		return err
+	}); err != nil {
+		return err
+	}
+	_, cpu0, _ := procStats(pid)
+	lat, took, err := timedLoop(ctx, *n, *conc, func(i int) error { return guests[i].join(ctx, room) })
+	if err != nil {
+		return err
+	}
+	r := &SimpleResult{Scenario: "join", Target: base, Count: *n, Concurrency: *conc, PerSecond: float64(*n) / took.Seconds(), Latency: summarize(lat), Seconds: took.Seconds()}
+	// The 10,000th join should cost what the 10th did: compare the first and last joins.
+	k := min(100, *n/4+1)
+	r.Extra = map[string]any{
+		"first_joins_latency": summarize(lat[:k]),
+		"last_joins_latency":  summarize(lat[*n-k:]),
+		"members_at_end":      *n + 1,
+	}
+	finishSimple(r, pid, cpu0, errs)
+	if !cm.jsonOnly {
+		printSimple(stderr, r)
+	}
+	return emit(stdout, r)
+}
+
+func runRegister(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("register", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cm common
+	cm.register(fs)
+	n := fs.Int("n", 5000, "guest registrations")
+	conc := fs.Int("c", 32, "concurrent registrations")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cm.maxDuration)
+	defer cancel()
+	base, pid, stop, err := cm.target(ctx, stderr)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	hc := &http.Client{Transport: newTransport(*conc)}
+	errs := &statusCounter{}
+	_, cpu0, _ := procStats(pid)
+	lat, took, err := timedLoop(ctx, *n, *conc, func(int) error {
+		_, err := registerGuest(ctx, base, hc, errs)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r := &SimpleResult{Scenario: "register", Target: base, Count: *n, Concurrency: *conc, PerSecond: float64(*n) / took.Seconds(), Latency: summarize(lat), Seconds: took.Seconds()}
+	finishSimple(r, pid, cpu0, errs)
+	if !cm.jsonOnly {
+		printSimple(stderr, r)
+	}
+	return emit(stdout, r)
+}
