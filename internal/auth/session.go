@@ -122,7 +122,10 @@ func TokenFromRequest(r *http.Request) (string, bool) {
 		}
 		return "", false
 	}
-	if tok := r.URL.Query().Get("access_token"); tok != "" {
+	if r.Form == nil {
+		r.Form = r.URL.Query()
+	}
+	if tok := r.Form.Get("access_token"); tok != "" {
 		return tok, true
 	}
 	return "", false

@@ -136,10 +136,11 @@ func (s *Service) PutReceipt(ctx context.Context, roomID, userID, receiptType, e
 	if err := s.requireJoined(ctx, roomID, userID); err != nil {
 		return err
 	}
-	if err := s.checkEventInRoom(ctx, roomID, eventID); err != nil {
+	target, err := s.eventInRoom(ctx, roomID, eventID)
+	if err != nil {
 		return err
 	}
-	_, err := s.hub.Commit(ctx, func(tx storage.Tx) ([]live.Published, error) {
+	_, err = s.hub.Commit(ctx, func(tx storage.Tx) ([]live.Published, error) {
 		// Receipts only move forwards: one for an older event than the current one is
 		// accepted and ignored (as in Synapse).
 		if cur, err := tx.UserReceipt(ctx, roomID, userID, receiptType); err == nil && cur.ThreadID == threadID {
@@ -157,7 +158,7 @@ func (s *Service) PutReceipt(ctx context.Context, roomID, userID, receiptType, e
 		if err != nil {
 			return nil, err
 		}
-		r := storage.Receipt{Pos: pos, RoomID: roomID, Type: receiptType, UserID: userID, ThreadID: threadID, EventID: eventID, TS: time.Now().UnixMilli()}
+		r := storage.Receipt{Pos: pos, RoomID: roomID, Type: receiptType, UserID: userID, ThreadID: threadID, EventID: eventID, EventPos: target.Pos, TS: time.Now().UnixMilli()}
 		if err := tx.PutReceipt(ctx, r); err != nil {
 			return nil, err
 		}
@@ -169,14 +170,15 @@ func (s *Service) PutReceipt(ctx context.Context, roomID, userID, receiptType, e
 	return nil
 }
 
-func (s *Service) checkEventInRoom(ctx context.Context, roomID, eventID string) error {
+// eventInRoom loads an event of the room (404 for events of other rooms).
+func (s *Service) eventInRoom(ctx context.Context, roomID, eventID string) (storage.Event, error) {
 	ev, err := s.store.EventByID(ctx, eventID)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && ev.RoomID != roomID) {
-		return mxerr.NotFound("Unknown event " + eventID)
+		return ev, mxerr.NotFound("Unknown event " + eventID)
 	} else if err != nil {
-		return mxerr.Internal(err)
+		return ev, mxerr.Internal(err)
 	}
-	return nil
+	return ev, nil
 }
 
 // SetFullyRead moves the user's m.fully_read marker (room account data).
@@ -184,7 +186,7 @@ func (s *Service) SetFullyRead(ctx context.Context, roomID, userID, eventID stri
 	if err := s.requireJoined(ctx, roomID, userID); err != nil {
 		return err
 	}
-	if err := s.checkEventInRoom(ctx, roomID, eventID); err != nil {
+	if _, err := s.eventInRoom(ctx, roomID, eventID); err != nil {
 		return err
 	}
 	content, _ := json.Marshal(map[string]string{"event_id": eventID})
@@ -297,7 +299,7 @@ func (s *Service) putAccountData(ctx context.Context, userID, roomID, dataType s
 		if err := tx.PutAccountData(ctx, a); err != nil {
 			return nil, err
 		}
-		return []live.Published{{Item: live.Item{Pos: pos}, Users: []string{userID}}}, nil
+		return []live.Published{{Item: live.Item{Pos: pos}, Users: []string{userID}, AccountDataOf: userID}}, nil
 	})
 	if err != nil {
 		return mxerr.Internal(err)

@@ -31,11 +31,20 @@ func WriteJSON(w http.ResponseWriter, status int, v any) error {
 	return nil
 }
 
+// Header values shared by every response (never modified).
+var (
+	jsonType    = []string{"application/json"}
+	corsOrigin  = []string{"*"}
+	corsMethods = []string{"GET, HEAD, POST, PUT, DELETE, OPTIONS"}
+	corsHeaders = []string{"X-Requested-With, Content-Type, Authorization, Date"}
+)
+
 // WriteBytes writes an already-encoded JSON body.
 func WriteBytes(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	// Canonical keys assigned directly: this runs for every long-poll answer.
+	h["Content-Type"] = jsonType
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	w.WriteHeader(status)
 	w.Write(body)
 }
@@ -175,9 +184,9 @@ func Middleware(log *slog.Logger, route func(*http.Request) string, observe Obse
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		h := w.Header()
-		h.Set("Access-Control-Allow-Origin", "*")
-		h.Set("Access-Control-Allow-Methods", "GET, HEAD, POST, PUT, DELETE, OPTIONS")
-		h.Set("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization, Date")
+		h["Access-Control-Allow-Origin"] = corsOrigin
+		h["Access-Control-Allow-Methods"] = corsMethods
+		h["Access-Control-Allow-Headers"] = corsHeaders
 		if r.Method == http.MethodOptions {
 			WriteBytes(w, http.StatusOK, []byte("{}"))
 			return

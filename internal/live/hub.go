@@ -24,6 +24,8 @@ type Published struct {
 	Redacted *storage.Event
 	// Users are woken in addition to the room's joined members.
 	Users []string
+	// AccountDataOf names the user whose account data this item changed.
+	AccountDataOf string
 }
 
 // Hub coordinates writes and holds the active rooms.
@@ -39,11 +41,12 @@ type Hub struct {
 
 	mu    sync.Mutex
 	rooms map[string]*Room
+	users map[string]*userState
 }
 
 // NewHub returns a hub publishing to notifier, keeping windows of limit items.
 func NewHub(store storage.Store, notifier *stream.Notifier, limit int, log *slog.Logger) *Hub {
-	return &Hub{store: store, notifier: notifier, limit: limit, log: log, rooms: make(map[string]*Room)}
+	return &Hub{store: store, notifier: notifier, limit: limit, log: log, rooms: make(map[string]*Room), users: make(map[string]*userState)}
 }
 
 // Notifier returns the hub's notifier.
@@ -74,6 +77,7 @@ func (h *Hub) publish(pubs []Published) {
 	for i := range pubs {
 		p := &pubs[i]
 		top = max(top, p.Item.Pos)
+		h.applyUser(p)
 		for _, u := range p.Users {
 			keys = append(keys, stream.UserKey(u))
 		}

@@ -33,6 +33,8 @@ type Item struct {
 	// UserID is whose presence, or whose receipt.
 	UserID  string
 	Private bool
+	// ReadUpTo is, for an m.read or m.read.private receipt, the position of its event.
+	ReadUpTo stream.Pos
 }
 
 // EventItem wraps a stored event.
@@ -70,7 +72,7 @@ func ReceiptItem(r storage.Receipt) Item {
 	}
 	b = append(b, `}}}}`...)
 	edu, sync := withRoom(b, r.RoomID, "m.receipt")
-	return Item{Pos: r.Pos, Kind: KindReceipt, EDU: edu, SyncEDU: sync, UserID: r.UserID, Private: r.Type == "m.read.private"}
+	return Item{Pos: r.Pos, Kind: KindReceipt, EDU: edu, SyncEDU: sync, UserID: r.UserID, Private: r.Type == "m.read.private", ReadUpTo: r.EventPos}
 }
 
 // withRoom finishes an ephemeral event whose content is in head, once with room_id and

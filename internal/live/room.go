@@ -33,6 +33,8 @@ type Room struct {
 	joinRule    string
 	members     map[string][]Change
 	joined      map[string]struct{}
+	invited     map[string]struct{}
+	unread      *unreadIndex
 	items       []Item
 	base        stream.Pos // every item of the room with Pos > base is in items
 	limit       int
@@ -103,11 +105,11 @@ func (r *Room) Joined() []string {
 	return out
 }
 
-// JoinedCount is the number of joined members.
-func (r *Room) JoinedCount() int {
+// MemberCounts are the numbers of joined and invited members.
+func (r *Room) MemberCounts() (joined, invited int) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return len(r.joined)
+	return len(r.joined), len(r.invited)
 }
 
 // Items returns copies of the room's items with from < Pos <= to, and false when the
@@ -151,6 +153,11 @@ func (r *Room) apply(p *Published) {
 	}
 	if e := p.Event; e != nil && e.StateKey != nil {
 		r.applyState(e)
+	} else if e != nil && isNotifying(e.Type) {
+		r.unread.add(e.Pos, e.Sender)
+	}
+	if p.Item.Kind == KindReceipt && p.Item.ReadUpTo > 0 {
+		r.unread.read(p.Item.UserID, p.Item.ReadUpTo)
 	}
 	r.items = append(r.items, p.Item)
 	if over := len(r.items) - r.limit; over > 0 {
@@ -175,10 +182,13 @@ func (r *Room) applyState(e *storage.Event) {
 	case "m.room.member":
 		u := *e.StateKey
 		r.members[u] = append(r.members[u], Change{Pos: e.Pos, Membership: e.Membership, Prev: e.PrevMembership})
-		if e.Membership == visibility.Join {
+		delete(r.joined, u)
+		delete(r.invited, u)
+		switch e.Membership {
+		case visibility.Join:
 			r.joined[u] = struct{}{}
-		} else {
-			delete(r.joined, u)
+		case visibility.Invite:
+			r.invited[u] = struct{}{}
 		}
 	}
 }
@@ -201,7 +211,10 @@ func loadRoom(ctx context.Context, st storage.Reader, roomID string, cur stream.
 		return nil, err
 	}
 	r := &Room{ID: roomID, Version: info.Version, Creator: info.Creator, hv: visibility.Shared,
-		members: make(map[string][]Change), joined: make(map[string]struct{}), limit: limit}
+		members: make(map[string][]Change), joined: make(map[string]struct{}), invited: make(map[string]struct{}), limit: limit}
+	if r.unread, err = loadUnread(ctx, st, roomID, cur); err != nil {
+		return nil, err
+	}
 	state, err := st.CurrentState(ctx, roomID,
 		storage.StateKeyOf{Type: "m.room.history_visibility"},
 		storage.StateKeyOf{Type: "m.room.guest_access"},

@@ -243,6 +243,9 @@ func (s *Service) Forget(ctx context.Context, sess *auth.Session, roomID string)
 		}
 		return tx.SetForgotten(ctx, roomID, sess.UserID)
 	})
+	if err == nil {
+		s.hub.Forgot(sess.UserID, roomID)
+	}
 	return asMatrixError(err)
 }
 

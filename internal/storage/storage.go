@@ -116,7 +116,15 @@ type Receipt struct {
 	UserID   string
 	ThreadID string // "" for unthreaded
 	EventID  string
+	// EventPos is the stream position of EventID.
+	EventPos stream.Pos
 	TS       int64
+}
+
+// PosSender is an event's stream position and sender.
+type PosSender struct {
+	Pos    stream.Pos
+	Sender string
 }
 
 // Typing is the set of users typing in a room, as of Pos.
@@ -219,6 +227,9 @@ type Reader interface {
 	PresenceFor(ctx context.Context, userIDs []string, from, to stream.Pos) ([]Presence, error)
 	AccountData(ctx context.Context, userID string, from, to stream.Pos) ([]AccountData, error)
 	AccountDataItem(ctx context.Context, userID, roomID, dataType string) (AccountData, error)
+	// EventSenders returns position and sender of the latest events of the given types at
+	// or before upTo, newest first, at most limit.
+	EventSenders(ctx context.Context, roomID string, types []string, upTo stream.Pos, limit int) ([]PosSender, error)
 	// CountEventsAfter counts room events of the given types after pos, not sent by sender.
 	CountEventsAfter(ctx context.Context, roomID string, after stream.Pos, notSender string, types []string) (int, error)
 }

@@ -142,16 +142,23 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 	resp.ToDevice.Events = []jsontext.Value{}
 	resp.DeviceLists.Changed, resp.DeviceLists.Left = []string{}, []string{}
 
-	ms, err := sy.store.MembershipsOf(ctx, sess.UserID)
+	// Memberships and the account-data position come from memory: a woken long-poll
+	// should not need the database to learn that nothing concerns it.
+	ms, err := sy.hub.Memberships(ctx, sess.UserID)
 	if err != nil {
 		return nil, mxerr.Internal(err)
 	}
-	accountData, err := sy.store.AccountData(ctx, sess.UserID, w.since, cur)
-	if err != nil {
+	var accountData []storage.AccountData
+	if adPos, err := sy.hub.AccountDataPos(ctx, sess.UserID); err != nil {
 		return nil, mxerr.Internal(err)
+	} else if adPos > w.since {
+		if accountData, err = sy.store.AccountData(ctx, sess.UserID, w.since, cur); err != nil {
+			return nil, mxerr.Internal(err)
+		}
 	}
 	f := req.Filter
 	var coMembers []string
+	presence := newPresenceSet()
 	// Users whose whole presence is sent: members of rooms the user newly joined, and
 	// users who newly joined the user's rooms.
 	everyPresence := map[string]bool{}
@@ -166,8 +173,9 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 			if err != nil {
 				return nil, mxerr.Internal(err)
 			}
-			joined := room.Joined()
-			coMembers = append(coMembers, joined...)
+			if err := sy.roomPresence(ctx, room, w, presence); err != nil {
+				return nil, err
+			}
 			jr, rv, err := sy.joinedRoom(ctx, sess, room, w, req.FullState, accountData, f)
 			if err != nil {
 				return nil, err
@@ -176,7 +184,7 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 				resp.Rooms.Join[m.RoomID] = jr
 			}
 			if rv.newlyJoined && !w.initial {
-				for _, u := range joined {
+				for _, u := range room.Joined() {
 					everyPresence[u] = true
 				}
 			}
@@ -212,12 +220,19 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 			resp.AccountData.Events = append(resp.AccountData.Events, appendAccountData(nil, a))
 		}
 	}
-	coMembers = append(coMembers, sess.UserID)
-	slices.Sort(coMembers)
-	coMembers = slices.Compact(coMembers)
-	presence, err := sy.store.PresenceFor(ctx, coMembers, w.since, cur)
-	if err != nil {
-		return nil, mxerr.Internal(err)
+	// The user's own presence reaches them through their rooms; alone, ask storage.
+	if !presence.viaRooms {
+		coMembers = append(coMembers, sess.UserID)
+	}
+	if len(coMembers) > 0 {
+		slices.Sort(coMembers)
+		ps, err := sy.store.PresenceFor(ctx, slices.Compact(coMembers), w.since, cur)
+		if err != nil {
+			return nil, mxerr.Internal(err)
+		}
+		for i := range ps {
+			presence.add(&ps[i])
+		}
 	}
 	if len(everyPresence) > 0 {
 		var extra []string
@@ -231,25 +246,75 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 		if err != nil {
 			return nil, mxerr.Internal(err)
 		}
+		for i := range old {
+			presence.addIfAbsent(&old[i])
+		}
 		// Users who never set a presence are reported offline, as Synapse does.
-		known := map[string]bool{}
-		for _, p := range append(old, presence...) {
-			known[p.UserID] = true
-		}
 		for _, u := range extra {
-			if !known[u] {
-				old = append(old, storage.Presence{UserID: u, State: "offline"})
-			}
+			presence.addIfAbsent(&storage.Presence{UserID: u, State: "offline"})
 		}
-		presence = append(old, presence...)
 	}
 	now := sy.now().UnixMilli()
-	for i := range presence {
-		if f.Presence.Allows("m.presence", presence[i].UserID) {
-			resp.Presence.Events = append(resp.Presence.Events, live.AppendPresence(nil, &presence[i], now))
+	for _, p := range presence.list() {
+		if f.Presence.Allows("m.presence", p.UserID) {
+			resp.Presence.Events = append(resp.Presence.Events, live.AppendPresence(nil, p, now))
 		}
 	}
 	return resp, nil
+}
+
+// presenceSet collects the latest presence per user for a sync response.
+type presenceSet struct {
+	byUser map[string]*storage.Presence
+	// viaRooms is set once a room's presence was read: the user's own presence is in it.
+	viaRooms bool
+}
+
+func newPresenceSet() *presenceSet { return &presenceSet{byUser: map[string]*storage.Presence{}} }
+
+func (s *presenceSet) add(p *storage.Presence) {
+	if cur := s.byUser[p.UserID]; cur == nil || cur.Pos < p.Pos {
+		s.byUser[p.UserID] = p
+	}
+}
+
+func (s *presenceSet) addIfAbsent(p *storage.Presence) {
+	if s.byUser[p.UserID] == nil {
+		s.byUser[p.UserID] = p
+	}
+}
+
+func (s *presenceSet) list() []*storage.Presence {
+	out := make([]*storage.Presence, 0, len(s.byUser))
+	for _, p := range s.byUser {
+		out = append(out, p)
+	}
+	slices.SortFunc(out, func(a, b *storage.Presence) int { return int(a.Pos - b.Pos) })
+	return out
+}
+
+// roomPresence adds the presence changes of a joined room's members in the window: from
+// the room's in-memory items when they reach back to since, else from storage.
+func (sy *Syncer) roomPresence(ctx context.Context, room *live.Room, w syncWindow, set *presenceSet) error {
+	set.viaRooms = true
+	if !w.initial {
+		if items, ok := room.Items(w.since, w.to); ok {
+			for _, it := range items {
+				if it.Kind == live.KindPresence {
+					set.add(it.Presence)
+				}
+			}
+			return nil
+		}
+	}
+	ps, err := sy.store.PresenceFor(ctx, room.Joined(), w.since, w.to)
+	if err != nil {
+		return mxerr.Internal(err)
+	}
+	for i := range ps {
+		set.add(&ps[i])
+	}
+	return nil
 }
 
 // timelineOf collects the latest visible, filter-allowed events of a room in (since, upTo],
@@ -432,13 +497,16 @@ func (sy *Syncer) joinedRoom(ctx context.Context, sess *auth.Session, room *live
 		len(jr.Ephemeral.Events) == 0 && len(jr.AccountData.Events) == 0 {
 		return nil, rv, nil
 	}
-	if jr.UnreadNotifications, err = sy.unread(ctx, sess.UserID, room.ID); err != nil {
+	if jr.UnreadNotifications, err = sy.unread(ctx, sess.UserID, room); err != nil {
 		return nil, nil, err
 	}
-	if w.initial || fullState || rv.newlyJoined || hasMemberChange(rv.events) {
-		if jr.Summary, err = sy.summary(ctx, room.ID, sess.UserID); err != nil {
+	if w.initial || fullState || rv.newlyJoined {
+		if jr.Summary, err = sy.summary(ctx, room, sess.UserID); err != nil {
 			return nil, nil, err
 		}
+	} else if hasMemberChange(rv.events) {
+		joined, invited := room.MemberCounts()
+		jr.Summary.JoinedMemberCount, jr.Summary.InvitedMemberCount = &joined, &invited
 	}
 	return jr, rv, nil
 }
@@ -453,12 +521,10 @@ func ephemeralType(e []byte) string {
 
 // summary is a room's member counts and, for rooms without a name or alias, the heroes
 // (up to five other members) clients name it after.
-func (sy *Syncer) summary(ctx context.Context, roomID, userID string) (roomSummary, error) {
+func (sy *Syncer) summary(ctx context.Context, room *live.Room, userID string) (roomSummary, error) {
 	var s roomSummary
-	joined, invited, err := sy.store.MemberCounts(ctx, roomID)
-	if err != nil {
-		return s, mxerr.Internal(err)
-	}
+	roomID := room.ID
+	joined, invited := room.MemberCounts()
 	s.JoinedMemberCount, s.InvitedMemberCount = &joined, &invited
 	named, err := sy.store.CurrentState(ctx, roomID, storage.StateKeyOf{Type: "m.room.name"}, storage.StateKeyOf{Type: "m.room.canonical_alias"})
 	if err != nil {
@@ -588,26 +654,16 @@ func (sy *Syncer) ephemeral(ctx context.Context, v *viewer, room *live.Room, w s
 	return out, nil
 }
 
-// notifyingTypes are the event types counted as unread notifications.
-var notifyingTypes = []string{"m.room.message", "m.room.encrypted"}
-
-// unread counts messages from others after the user's read receipt (or their join).
-// There are no push rules yet, so every such message counts and none highlights.
-func (sy *Syncer) unread(ctx context.Context, userID, roomID string) (unreadCounts, error) {
-	var after stream.Pos
-	if r, err := sy.store.UserReceipt(ctx, roomID, userID, "m.read"); err == nil {
-		if e, err := sy.store.EventByID(ctx, r.EventID); err == nil {
-			after = e.Pos
+// unread counts messages from others after the user's read receipt (or their join), from
+// the room's memory when it reaches back that far. There are no push rules yet, so every
+// such message counts and none highlights.
+func (sy *Syncer) unread(ctx context.Context, userID string, room *live.Room) (unreadCounts, error) {
+	n, after, ok := room.Unread(userID)
+	if !ok {
+		var err error
+		if n, err = sy.store.CountEventsAfter(ctx, room.ID, after, userID, live.NotifyingTypes); err != nil {
+			return unreadCounts{}, mxerr.Internal(err)
 		}
-	} else if !errors.Is(err, storage.ErrNotFound) {
-		return unreadCounts{}, mxerr.Internal(err)
-	}
-	if m, err := sy.store.Member(ctx, roomID, userID); err == nil && m.Pos > after {
-		after = m.Pos
-	}
-	n, err := sy.store.CountEventsAfter(ctx, roomID, after, userID, notifyingTypes)
-	if err != nil {
-		return unreadCounts{}, mxerr.Internal(err)
 	}
 	return unreadCounts{NotificationCount: n}, nil
 }

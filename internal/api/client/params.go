@@ -9,9 +9,13 @@ import (
 	"porthole/internal/stream"
 )
 
-// query returns the first value of a query parameter and whether it was given.
+// query returns the first value of a query parameter and whether it was given. The query
+// string is parsed once per request (into r.Form, which nothing else uses: bodies are JSON).
 func query(r *http.Request, name string) (string, bool) {
-	vs, ok := r.URL.Query()[name]
+	if r.Form == nil {
+		r.Form = r.URL.Query()
+	}
+	vs, ok := r.Form[name]
 	if !ok || len(vs) == 0 {
 		return "", false
 	}

@@ -301,12 +301,12 @@ func (r reader) PublishedRooms(ctx context.Context) ([]string, error) {
 
 // --- ephemeral streams ---
 
-const receiptCols = `pos, room_id, receipt_type, user_id, thread_id, event_id, ts`
+const receiptCols = `pos, room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts`
 
 func scanReceipts(rows *sql.Rows, err error) ([]storage.Receipt, error) {
 	return collect(rows, err, func(rows *sql.Rows) (storage.Receipt, error) {
 		var rc storage.Receipt
-		return rc, rows.Scan(&rc.Pos, &rc.RoomID, &rc.Type, &rc.UserID, &rc.ThreadID, &rc.EventID, &rc.TS)
+		return rc, rows.Scan(&rc.Pos, &rc.RoomID, &rc.Type, &rc.UserID, &rc.ThreadID, &rc.EventID, &rc.EventPos, &rc.TS)
 	})
 }
 
@@ -395,6 +395,15 @@ func (r reader) AccountData(ctx context.Context, userID string, from, to stream.
 func (r reader) AccountDataItem(ctx context.Context, userID, roomID, dataType string) (storage.AccountData, error) {
 	a, err := scanAccountData(r.row(ctx, `SELECT user_id, room_id, type, content, pos FROM account_data WHERE user_id = $1 AND room_id = $2 AND type = $3`, userID, roomID, dataType))
 	return a, translate(err)
+}
+
+func (r reader) EventSenders(ctx context.Context, roomID string, types []string, upTo stream.Pos, limit int) ([]storage.PosSender, error) {
+	rows, err := r.query(ctx, `SELECT pos, sender FROM events WHERE room_id = $1 AND pos <= $2 AND state_key IS NULL AND redacted_because IS NULL AND type IN (`+inList(4, len(types))+`) ORDER BY pos DESC LIMIT $3`,
+		append([]any{roomID, upTo, limit}, anys(types)...)...)
+	return collect(rows, err, func(rows *sql.Rows) (storage.PosSender, error) {
+		var ps storage.PosSender
+		return ps, rows.Scan(&ps.Pos, &ps.Sender)
+	})
 }
 
 func (r reader) CountEventsAfter(ctx context.Context, roomID string, after stream.Pos, notSender string, types []string) (int, error) {

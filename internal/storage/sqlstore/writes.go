@@ -202,9 +202,9 @@ func (t *txn) DeleteAlias(ctx context.Context, alias string) error {
 }
 
 func (t *txn) PutReceipt(ctx context.Context, r storage.Receipt) error {
-	_, err := t.exec(ctx, `INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, pos) VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts, pos = excluded.pos`,
-		r.RoomID, r.Type, r.UserID, r.ThreadID, r.EventID, r.TS, r.Pos)
+	_, err := t.exec(ctx, `INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts, pos) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (room_id, receipt_type, user_id, thread_id) DO UPDATE SET event_id = excluded.event_id, event_pos = excluded.event_pos, ts = excluded.ts, pos = excluded.pos`,
+		r.RoomID, r.Type, r.UserID, r.ThreadID, r.EventID, r.EventPos, r.TS, r.Pos)
 	return err
 }
 

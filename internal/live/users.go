@@ -1,0 +1,106 @@
+package live
+
+import (
+	"context"
+	"maps"
+	"slices"
+
+	"porthole/internal/storage"
+	"porthole/internal/stream"
+)
+
+// userState is what /sync needs to know about a user on every wake-up, kept in memory:
+// their memberships and when their account data last changed.
+type userState struct {
+	rooms          map[string]storage.Member
+	accountDataPos stream.Pos
+}
+
+// Memberships returns the user's memberships (any state), loading them on first use.
+func (h *Hub) Memberships(ctx context.Context, userID string) ([]storage.Member, error) {
+	u, err := h.user(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	out := slices.Collect(maps.Values(u.rooms))
+	h.mu.Unlock()
+	slices.SortFunc(out, func(a, b storage.Member) int { return int(a.Pos - b.Pos) })
+	return out, nil
+}
+
+// AccountDataPos is the position of the user's latest account-data change.
+func (h *Hub) AccountDataPos(ctx context.Context, userID string) (stream.Pos, error) {
+	u, err := h.user(ctx, userID)
+	if err != nil {
+		return 0, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return u.accountDataPos, nil
+}
+
+// Forgot records that the user forgot a room (forgetting takes no stream position).
+func (h *Hub) Forgot(userID, roomID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if u := h.users[userID]; u != nil {
+		if m, ok := u.rooms[roomID]; ok {
+			m.Forgotten = true
+			u.rooms[roomID] = m
+		}
+	}
+}
+
+func (h *Hub) user(ctx context.Context, userID string) (*userState, error) {
+	h.mu.Lock()
+	u := h.users[userID]
+	h.mu.Unlock()
+	if u != nil {
+		return u, nil
+	}
+	// Load under the write lock, so no membership change is published in between.
+	h.writeMu.Lock()
+	defer h.writeMu.Unlock()
+	h.mu.Lock()
+	u = h.users[userID]
+	h.mu.Unlock()
+	if u != nil {
+		return u, nil
+	}
+	ms, err := h.store.MembershipsOf(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	ad, err := h.store.AccountData(ctx, userID, -1, h.notifier.Current())
+	if err != nil {
+		return nil, err
+	}
+	u = &userState{rooms: make(map[string]storage.Member, len(ms))}
+	for _, m := range ms {
+		u.rooms[m.RoomID] = m
+	}
+	for _, a := range ad {
+		u.accountDataPos = max(u.accountDataPos, a.Pos)
+	}
+	h.mu.Lock()
+	h.users[userID] = u
+	h.mu.Unlock()
+	return u, nil
+}
+
+// applyUser updates loaded users for a published item (called under writeMu).
+func (h *Hub) applyUser(p *Published) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p.AccountDataOf != "" {
+		if u := h.users[p.AccountDataOf]; u != nil {
+			u.accountDataPos = max(u.accountDataPos, p.Item.Pos)
+		}
+	}
+	if e := p.Event; e != nil && e.Type == "m.room.member" && e.StateKey != nil {
+		if u := h.users[*e.StateKey]; u != nil {
+			u.rooms[e.RoomID] = storage.Member{RoomID: e.RoomID, UserID: *e.StateKey, Membership: e.Membership, EventID: e.ID, Pos: e.Pos}
+		}
+	}
+}
