@@ -91,10 +91,8 @@ func (h *Hub) publish(pubs []Published) {
 			continue
 		}
 		r.apply(p)
+		// Members' /sync listeners subscribe to the room key (Notifier.ListenUser).
 		keys = append(keys, stream.RoomKey(p.RoomID))
-		for _, u := range r.Joined() {
-			keys = append(keys, stream.UserKey(u))
-		}
 		if p.Event != nil && p.Event.Type == "m.room.member" && p.Event.StateKey != nil {
 			keys = append(keys, stream.UserKey(*p.Event.StateKey))
 		}

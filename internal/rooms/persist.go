@@ -221,48 +221,18 @@ func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
 			ev.AuthEvents = append(ev.AuthEvents, id.EventID(se.ID))
 		}
 	}
-	if err := ev.Sign(version, pc.s.cfg.ServerName, pc.s.cfg.Key.ID, pc.s.cfg.Key.Priv); err != nil {
-		return nil, mxerr.BadJSON("Invalid event: " + err.Error())
-	}
-	eventID, err := ev.GetEventID(version)
-	if err != nil {
-		return nil, mxerr.BadJSON("Invalid event: " + err.Error())
-	}
-	getEvents := func(ids []id.EventID) ([]*pdu.PDU, error) {
-		out := make([]*pdu.PDU, len(ids))
-		for i, eid := range ids {
-			if p, ok := authPDUs[eid]; ok {
-				out[i] = p
-				continue
-			}
-			stored, err := tx.EventByID(ctx, string(eid))
-			if errors.Is(err, storage.ErrNotFound) {
-				continue
-			} else if err != nil {
-				return nil, err
-			}
-			if out[i], err = parsePDU(stored.PDU); err != nil {
-				return nil, err
-			}
+	lookup := func(eid id.EventID) (*pdu.PDU, error) {
+		stored, err := tx.EventByID(ctx, string(eid))
+		if errors.Is(err, storage.ErrNotFound) {
+			return nil, nil
+		} else if err != nil {
+			return nil, err
 		}
-		return out, nil
+		return parsePDU(stored.PDU)
 	}
-	getKey := func(serverName string, keyID id.KeyID, _ time.Time) (id.SigningKey, time.Time, error) {
-		if serverName == pc.s.cfg.ServerName && keyID == pc.s.cfg.Key.ID {
-			return id.SigningKey(encodeKey(pc.s.cfg.Key.Priv.Public().(ed25519.PublicKey))), time.Now().Add(24 * time.Hour), nil
-		}
-		return "", time.Time{}, nil
-	}
-	if err := eventauth.Authorize(version, ev, nil, getEvents, getKey); err != nil {
-		return nil, authError(err)
-	}
-	raw, err := json.Marshal(ev)
+	eventID, raw, err := pc.s.signAndAuthorize(version, ev, authPDUs, lookup)
 	if err != nil {
-		return nil, fmt.Errorf("encoding event: %w", err)
-	}
-	canon, err := canonicaljson.Marshal(ev)
-	if err == nil && len(canon) > MaxPDUSize {
-		return nil, mxerr.TooLarge("Event is larger than 65536 bytes")
+		return nil, err
 	}
 
 	if isCreate && version.RoomIDIsCreateEventID() {
@@ -288,6 +258,50 @@ func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
 		return nil, err
 	}
 	return pc.store(ev, raw, eventID, pos, p, byKey)
+}
+
+// signAndAuthorize hashes and signs a built event, derives its event ID, checks it against
+// the room's auth rules (mautrix eventauth) with the given auth events (lookup finds any
+// other event the rules ask for), and returns the ID and the stored JSON.
+func (s *Service) signAndAuthorize(version id.RoomVersion, ev *pdu.PDU, authPDUs map[id.EventID]*pdu.PDU, lookup func(id.EventID) (*pdu.PDU, error)) (id.EventID, []byte, error) {
+	if err := ev.Sign(version, s.cfg.ServerName, s.cfg.Key.ID, s.cfg.Key.Priv); err != nil {
+		return "", nil, mxerr.BadJSON("Invalid event: " + err.Error())
+	}
+	eventID, err := ev.GetEventID(version)
+	if err != nil {
+		return "", nil, mxerr.BadJSON("Invalid event: " + err.Error())
+	}
+	getEvents := func(ids []id.EventID) ([]*pdu.PDU, error) {
+		out := make([]*pdu.PDU, len(ids))
+		for i, eid := range ids {
+			if p, ok := authPDUs[eid]; ok {
+				out[i] = p
+				continue
+			}
+			var err error
+			if out[i], err = lookup(eid); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+	getKey := func(serverName string, keyID id.KeyID, _ time.Time) (id.SigningKey, time.Time, error) {
+		if serverName == s.cfg.ServerName && keyID == s.cfg.Key.ID {
+			return id.SigningKey(encodeKey(s.cfg.Key.Priv.Public().(ed25519.PublicKey))), time.Now().Add(24 * time.Hour), nil
+		}
+		return "", time.Time{}, nil
+	}
+	if err := eventauth.Authorize(version, ev, nil, getEvents, getKey); err != nil {
+		return "", nil, authError(err)
+	}
+	raw, err := json.Marshal(ev)
+	if err != nil {
+		return "", nil, fmt.Errorf("encoding event: %w", err)
+	}
+	if canon, err := canonicaljson.Marshal(ev); err == nil && len(canon) > MaxPDUSize {
+		return "", nil, mxerr.TooLarge("Event is larger than 65536 bytes")
+	}
+	return eventID, raw, nil
 }
 
 // store writes an authorized event and everything it changes.

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 )
@@ -25,8 +26,9 @@ func UserKey(userID string) Key { return Key{id: userID} }
 type Notifier struct {
 	current atomic.Int64
 
-	mu   sync.Mutex
-	keys map[Key]chan struct{}
+	// Keys are spread over shards so thousands of long-polls do not queue on one lock.
+	shards [64]notifierShard
+	seed   maphash.Seed
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -36,11 +38,27 @@ type Notifier struct {
 	onPark    atomic.Pointer[func(waiting int64)]
 }
 
+type notifierShard struct {
+	mu   sync.Mutex
+	keys map[Key]chan struct{}
+	// subs lists, per room of this shard, the users whose listener wants that room's news:
+	// waking a room wakes them, and costs nothing for members nobody is syncing.
+	subs map[string]map[string]struct{}
+}
+
 // NewNotifier starts at the committed position cur.
 func NewNotifier(cur Pos) *Notifier {
-	n := &Notifier{keys: make(map[Key]chan struct{}), closing: make(chan struct{})}
+	n := &Notifier{closing: make(chan struct{}), seed: maphash.MakeSeed()}
+	for i := range n.shards {
+		n.shards[i].keys = make(map[Key]chan struct{})
+		n.shards[i].subs = make(map[string]map[string]struct{})
+	}
 	n.current.Store(int64(cur))
 	return n
+}
+
+func (n *Notifier) shard(k Key) *notifierShard {
+	return &n.shards[maphash.String(n.seed, k.id)%uint64(len(n.shards))]
 }
 
 // Current is the highest committed position: everything at or below it may be read.
@@ -48,13 +66,33 @@ func (n *Notifier) Current() Pos { return Pos(n.current.Load()) }
 
 // Listen returns a channel closed at the next wake of key (or at shutdown).
 func (n *Notifier) Listen(key Key) <-chan struct{} {
-	n.mu.Lock()
-	ch, ok := n.keys[key]
+	sh := n.shard(key)
+	sh.mu.Lock()
+	ch, ok := sh.keys[key]
 	if !ok {
 		ch = make(chan struct{})
-		n.keys[key] = ch
+		sh.keys[key] = ch
 	}
-	n.mu.Unlock()
+	sh.mu.Unlock()
+	return ch
+}
+
+// ListenUser is Listen for a user's /sync (or global /events) that also wants to be woken by
+// anything in rooms. Waking one of those rooms wakes the user once; the listener registers
+// again on its next loop.
+func (n *Notifier) ListenUser(userID string, rooms []string) <-chan struct{} {
+	ch := n.Listen(UserKey(userID))
+	for _, r := range rooms {
+		sh := n.shard(RoomKey(r))
+		sh.mu.Lock()
+		m := sh.subs[r]
+		if m == nil {
+			m = make(map[string]struct{})
+			sh.subs[r] = m
+		}
+		m[userID] = struct{}{}
+		sh.mu.Unlock()
+	}
 	return ch
 }
 
@@ -75,15 +113,36 @@ func (n *Notifier) Wake(keys ...Key) {
 	if len(keys) == 0 {
 		return
 	}
-	n.mu.Lock()
+	woken := int64(0)
+	var users []string
 	for _, k := range keys {
-		if ch, ok := n.keys[k]; ok {
+		sh := n.shard(k)
+		sh.mu.Lock()
+		if ch, ok := sh.keys[k]; ok {
 			close(ch)
-			delete(n.keys, k)
-			n.keysWoken.Add(1)
+			delete(sh.keys, k)
+			woken++
 		}
+		if k.room {
+			for u := range sh.subs[k.id] {
+				users = append(users, u)
+			}
+			delete(sh.subs, k.id)
+		}
+		sh.mu.Unlock()
 	}
-	n.mu.Unlock()
+	for _, u := range users {
+		k := UserKey(u)
+		sh := n.shard(k)
+		sh.mu.Lock()
+		if ch, ok := sh.keys[k]; ok {
+			close(ch)
+			delete(sh.keys, k)
+			woken++
+		}
+		sh.mu.Unlock()
+	}
+	n.keysWoken.Add(woken)
 	n.wakeups.Add(1)
 }
 
@@ -106,7 +165,17 @@ func (n *Notifier) Parked(delta int64) {
 func (n *Notifier) ObservePark(f func(waiting int64)) { n.onPark.Store(&f) }
 
 // Stats for metrics.
-func (n *Notifier) Waiting() int64    { return n.waiting.Load() }
-func (n *Notifier) Wakeups() int64    { return n.wakeups.Load() }
-func (n *Notifier) KeysWoken() int64  { return n.keysWoken.Load() }
-func (n *Notifier) ListenedKeys() int { n.mu.Lock(); defer n.mu.Unlock(); return len(n.keys) }
+func (n *Notifier) Waiting() int64   { return n.waiting.Load() }
+func (n *Notifier) Wakeups() int64   { return n.wakeups.Load() }
+func (n *Notifier) KeysWoken() int64 { return n.keysWoken.Load() }
+
+// ListenedKeys is the number of keys with listeners.
+func (n *Notifier) ListenedKeys() int {
+	total := 0
+	for i := range n.shards {
+		n.shards[i].mu.Lock()
+		total += len(n.shards[i].keys)
+		n.shards[i].mu.Unlock()
+	}
+	return total
+}

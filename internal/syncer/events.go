@@ -227,9 +227,11 @@ func (sy *Syncer) globalEvents(ctx context.Context, sess *auth.Session, req Even
 		from = *req.From
 	}
 	deadline := sy.now().Add(req.Timeout)
-	key := stream.UserKey(sess.UserID)
 	for {
-		ch := sy.notifier.Listen(key)
+		ch, err := sy.listenUser(ctx, sess.UserID)
+		if err != nil {
+			return nil, err
+		}
 		cur := sy.notifier.Current()
 		items, err := sy.userItems(ctx, sess, from, cur)
 		if err != nil {

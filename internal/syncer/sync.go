@@ -102,9 +102,11 @@ func (sy *Syncer) Sync(ctx context.Context, sess *auth.Session, req SyncRequest)
 		req.Filter = &filter.Filter{}
 	}
 	deadline := sy.now().Add(req.Timeout)
-	key := stream.UserKey(sess.UserID)
 	for {
-		ch := sy.notifier.Listen(key)
+		ch, err := sy.listenUser(ctx, sess.UserID)
+		if err != nil {
+			return nil, err
+		}
 		cur := sy.notifier.Current()
 		resp, err := sy.buildSync(ctx, sess, req, cur)
 		if err != nil {
@@ -121,6 +123,22 @@ func (sy *Syncer) Sync(ctx context.Context, sess *auth.Session, req SyncRequest)
 			return json.Marshal(resp)
 		}
 	}
+}
+
+// listenUser registers a long-poll for anything concerning the user: their own key, and
+// the rooms they are joined to.
+func (sy *Syncer) listenUser(ctx context.Context, userID string) (<-chan struct{}, error) {
+	ms, err := sy.hub.Memberships(ctx, userID)
+	if err != nil {
+		return nil, mxerr.Internal(err)
+	}
+	rooms := make([]string, 0, len(ms))
+	for _, m := range ms {
+		if m.Membership == visibility.Join {
+			rooms = append(rooms, m.RoomID)
+		}
+	}
+	return sy.notifier.ListenUser(userID, rooms), nil
 }
 
 // syncWindow is the range one /sync response covers.

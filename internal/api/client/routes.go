@@ -42,8 +42,9 @@ type API struct {
 	eph   *ephemeral.Service
 	sync  *syncer.Syncer
 	store storage.Store
-	cfg   Config
-	log   *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	filters filterCache
 }
 
 // New returns the client API.

@@ -138,15 +138,24 @@ func (a *API) syncFilter(r *http.Request, s *auth.Session) (*filter.Filter, erro
 		return nil, nil
 	}
 	if raw[0] == '{' {
+		if f := a.filters.get(raw); f != nil {
+			return f, nil
+		}
 		f, err := filter.Parse([]byte(raw))
 		if err != nil {
 			return nil, filterError(err)
 		}
+		a.filters.put(raw, f)
 		return f, nil
 	}
 	id, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil || id < 0 {
 		return nil, mxerr.InvalidParam("filter must be a filter ID or a JSON filter")
+	}
+	// Stored filters never change, so (user, ID) names one filter for good.
+	key := s.UserID + "\x00" + raw
+	if f := a.filters.get(key); f != nil {
+		return f, nil
 	}
 	stored, err := a.store.Filter(r.Context(), s.UserID, id)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -158,6 +167,7 @@ func (a *API) syncFilter(r *http.Request, s *auth.Session) (*filter.Filter, erro
 	if err != nil {
 		return nil, filterError(err)
 	}
+	a.filters.put(key, f)
 	return f, nil
 }
 

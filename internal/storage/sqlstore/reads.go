@@ -193,36 +193,40 @@ func (r reader) RoomEvents(ctx context.Context, roomID string, from, to stream.P
 	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND pos <= $2 AND pos > $3 ORDER BY pos DESC LIMIT $4`, roomID, from, to, limit))
 }
 
-// stateKeyFilter renders "AND ((type = $n AND state_key = $n+1) OR ...)" for keys.
-func stateKeyFilter(alias string, start int, keys []storage.StateKeyOf) (string, []any) {
-	if len(keys) == 0 {
-		return "", nil
-	}
+// keyedUnion renders one point query per state key, joined with UNION ALL: query holds
+// "$T" and "$K" where each key's type and state_key go (arguments numbered from start).
+// An OR of several keys makes SQLite's planner scan the whole room's state instead.
+func keyedUnion(query string, start int, keys []storage.StateKeyOf) (string, []any) {
 	var b strings.Builder
 	args := make([]any, 0, 2*len(keys))
-	b.WriteString(" AND (")
 	for i, k := range keys {
 		if i > 0 {
-			b.WriteString(" OR ")
+			b.WriteString(" UNION ALL ")
 		}
-		b.WriteString("(" + alias + "type = $" + itoa(start+2*i) + " AND " + alias + "state_key = $" + itoa(start+2*i+1) + ")")
+		q := strings.ReplaceAll(query, "$T", "$"+itoa(start+2*i))
+		b.WriteString(strings.ReplaceAll(q, "$K", "$"+itoa(start+2*i+1)))
 		args = append(args, k.Type, k.StateKey)
 	}
-	b.WriteString(")")
 	return b.String(), args
 }
 
 func (r reader) CurrentState(ctx context.Context, roomID string, keys ...storage.StateKeyOf) ([]storage.Event, error) {
-	filter, args := stateKeyFilter("s.", 2, keys)
-	return scanEvents(r.query(ctx, `SELECT `+eventColsE+` FROM room_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id = $1`+filter+` ORDER BY e.pos`,
+	if len(keys) == 0 {
+		return scanEvents(r.query(ctx, `SELECT `+eventColsE+` FROM room_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id = $1 ORDER BY e.pos`, roomID))
+	}
+	ids, args := keyedUnion(`SELECT event_id FROM room_state WHERE room_id = $1 AND type = $T AND state_key = $K`, 2, keys)
+	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE event_id IN (`+ids+`) ORDER BY pos`,
 		append([]any{roomID}, args...)...))
 }
 
 func (r reader) StateAt(ctx context.Context, roomID string, pos stream.Pos, keys ...storage.StateKeyOf) ([]storage.Event, error) {
-	filter, args := stateKeyFilter("", 3, keys)
-	return scanEvents(r.query(ctx, `SELECT `+eventColsE+` FROM events e JOIN (
-		SELECT MAX(pos) AS pos FROM events WHERE room_id = $1 AND state_key IS NOT NULL AND pos <= $2`+filter+`
-		GROUP BY type, state_key) latest ON latest.pos = e.pos ORDER BY e.pos`,
+	if len(keys) == 0 {
+		return scanEvents(r.query(ctx, `SELECT `+eventColsE+` FROM events e JOIN (
+			SELECT MAX(pos) AS pos FROM events WHERE room_id = $1 AND state_key IS NOT NULL AND pos <= $2
+			GROUP BY type, state_key) latest ON latest.pos = e.pos ORDER BY e.pos`, roomID, pos))
+	}
+	latest, args := keyedUnion(`SELECT MAX(pos) FROM events WHERE room_id = $1 AND type = $T AND state_key = $K AND pos <= $2`, 3, keys)
+	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE pos IN (`+latest+`) ORDER BY pos`,
 		append([]any{roomID, pos}, args...)...))
 }
 

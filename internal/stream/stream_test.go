@@ -1,0 +1,165 @@
+package stream
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestTokenRoundTrip(t *testing.T) {
+	for _, p := range []Pos{0, 1, 41, 1 << 40} {
+		got, err := ParseToken(p.Token())
+		if err != nil || got != p {
+			t.Fatalf("ParseToken(%q) = %d, %v", p.Token(), got, err)
+		}
+		if string(p.AppendToken(nil)) != p.Token() {
+			t.Fatal("AppendToken differs from Token")
+		}
+	}
+}
+
+func TestParseToken(t *testing.T) {
+	good := map[string]Pos{"s3456_9_0": 3456, "s7": 7, "t12-40": 40, "s0": 0, "s5_1_2_3_4_5_6_7_8_9_10_11_12": 5}
+	for in, want := range good {
+		if got, err := ParseToken(in); err != nil || got != want {
+			t.Errorf("ParseToken(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "s", "x5", "5", "s-1", "s1.5", "s99999999999999999999", "s5_", "s5_x", "t5", "t-5",
+		"s5_1_2_3_4_5_6_7_8_9_10_11_12_13", "s 5", "s5\x00", "END"} {
+		if _, err := ParseToken(in); err == nil {
+			t.Errorf("ParseToken(%q) accepted garbage", in)
+		}
+	}
+}
+
+func TestNotifierRegisterBeforeRead(t *testing.T) {
+	n := NewNotifier(10)
+	k := RoomKey("!r")
+	ch := n.Listen(k)
+	// An advance between Listen and the wait must still wake the listener.
+	n.Advance(11, k)
+	select {
+	case <-ch:
+	default:
+		t.Fatal("listener not woken by an advance after Listen")
+	}
+	if n.Current() != 11 {
+		t.Fatalf("current %d", n.Current())
+	}
+	// A new Listen gets a fresh channel; other keys do not wake it.
+	ch = n.Listen(k)
+	n.Advance(12, UserKey("@u"))
+	select {
+	case <-ch:
+		t.Fatal("woken by another key")
+	default:
+	}
+	n.Advance(5, k) // positions never go back, but the key is still woken
+	if n.Current() != 12 {
+		t.Fatalf("position went backwards: %d", n.Current())
+	}
+	<-ch
+	if n.ListenedKeys() != 0 {
+		t.Fatalf("woken keys must be dropped, %d left", n.ListenedKeys())
+	}
+	ch = n.Listen(k)
+	n.Shutdown()
+	select {
+	case <-n.Closing():
+	case <-time.After(time.Second):
+		t.Fatal("shutdown not signalled")
+	}
+	_ = ch
+}
+
+func TestNotifierManyWaiters(t *testing.T) {
+	n := NewNotifier(0)
+	k := RoomKey("!busy")
+	var wg sync.WaitGroup
+	ready := make(chan struct{}, 500)
+	for i := 0; i < 500; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ch := n.Listen(k)
+			ready <- struct{}{}
+			<-ch
+		}()
+	}
+	for i := 0; i < 500; i++ {
+		<-ready
+	}
+	n.Advance(1, k)
+	wg.Wait()
+}
+
+// BenchmarkNotifierWake measures waking N parked listeners of one room: one channel close,
+// however many wait.
+func BenchmarkNotifierWake(b *testing.B) {
+	for _, waiters := range []int{1, 1000, 10000} {
+		b.Run(fmt.Sprintf("waiters=%d", waiters), func(b *testing.B) {
+			n := NewNotifier(0)
+			k := RoomKey("!bench")
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				var wg sync.WaitGroup
+				ch := n.Listen(k)
+				wg.Add(waiters)
+				for w := 0; w < waiters; w++ {
+					go func() { <-ch; wg.Done() }()
+				}
+				b.StartTimer()
+				n.Advance(Pos(i+1), k)
+				wg.Wait()
+			}
+		})
+	}
+}
+
+func BenchmarkListen(b *testing.B) {
+	n := NewNotifier(0)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n.Listen(RoomKey("!room"))
+		}
+	})
+}
+
+func BenchmarkParseToken(b *testing.B) {
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := ParseToken("s123456789"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAppendToken(b *testing.B) {
+	b.ReportAllocs()
+	buf := make([]byte, 0, 32)
+	for i := 0; i < b.N; i++ {
+		buf = Pos(123456789).AppendToken(buf[:0])
+	}
+}
+
+func FuzzParseToken(f *testing.F) {
+	for _, s := range []string{"s1", "s3456_9_0", "t1-2", "", "END", "s-1", "s99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParseToken(s)
+		if err != nil {
+			return
+		}
+		if p < 0 {
+			t.Fatalf("negative position from %q", s)
+		}
+		if back, err := ParseToken(p.Token()); err != nil || back != p {
+			t.Fatalf("%q -> %d does not round-trip", s, p)
+		}
+	})
+}
