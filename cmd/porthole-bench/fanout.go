@@ -87,16 +87,18 @@ func runFanout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	var results []*FanoutResult
 	if *useNull || *compare {
-		ns, err := startNull("127.0.0.1:0")
+		// The null server runs as a child process, so its memory, CPU and file
+		// descriptors are its own, as the target's are.
+		ns, err := spawnNull(ctx, stderr)
 		if err != nil {
 			return err
 		}
-		res, err := fanout(ctx, ns.url, selfPID(), cfg, stderr)
-		ns.close()
+		res, err := fanout(ctx, ns.url, ns.pid, cfg, stderr)
+		ns.stop()
 		if err != nil {
 			return fmt.Errorf("null server: %w", err)
 		}
-		res.Target, res.Note = "null", "in-process null server: RSS and CPU are the generator's own process"
+		res.Target = "null"
 		results = append(results, res)
 	}
 	if !*useNull {

@@ -9,10 +9,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -52,12 +54,18 @@ func runNull(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	raiseFileLimit()
 	ns, err := startNull(*addr)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "null server on %s (pid %d)\n", ns.url, os.Getpid())
-	<-ctx.Done()
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	select {
+	case <-ctx.Done():
+	case <-term:
+	}
 	ns.close()
 	return nil
 }

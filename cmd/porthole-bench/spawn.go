@@ -20,6 +20,40 @@ type spawned struct {
 	stop func()
 }
 
+// spawnNull starts this program's null server as a child process.
+func spawnNull(ctx context.Context, log io.Writer) (*spawned, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(self, "null", "--listen", addr)
+	cmd.Stderr = io.Discard
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	sp := &spawned{url: "http://" + addr, pid: cmd.Process.Pid, stop: func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}}
+	for i := 0; i < 200 && ctx.Err() == nil; i++ {
+		if resp, err := http.Get(sp.url + "/_matrix/client/versions"); err == nil {
+			resp.Body.Close()
+			fmt.Fprintf(log, "null server on %s (pid %d)\n", sp.url, sp.pid)
+			return sp, nil
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	sp.stop()
+	return nil, fmt.Errorf("the null server did not start")
+}
+
 // spawnServer starts a Porthole binary on a free loopback port with a fresh data
 // directory and waits until it answers.
 func spawnServer(ctx context.Context, bin, extra string, log io.Writer) (*spawned, error) {

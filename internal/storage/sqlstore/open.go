@@ -85,6 +85,8 @@ func openSQLite(path string, opts Options) (*Store, error) {
 	params.Set("_foreign_keys", "on")
 	params.Set("_txlock", "immediate")
 	params.Set("_cache_size", "-16000")
+	// Keep prepared statements per connection: preparing was a sixth of a send's CPU.
+	params.Set("_stmt_cache_size", "256")
 	base := "file:" + path + "?"
 	writer, err := sql.Open("sqlite3", base+params.Encode())
 	if err != nil {
