@@ -52,7 +52,7 @@ type FanoutResult struct {
 	RSSPerWatcherKB float64        `json:"server_rss_per_watcher_kib"`
 	ServerCPUS      float64        `json:"server_cpu_s"`
 	GeneratorCPUS   float64        `json:"generator_cpu_s"`
-	ServerPID       int            `json:"server_pid,omitempty"`
+	Nodes           int            `json:"nodes"`
 	Note            string         `json:"note,omitempty"`
 }
 
@@ -93,7 +93,7 @@ func runFanout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		res, err := fanout(ctx, ns.url, ns.pid, cfg, stderr)
+		res, err := fanout(ctx, &targets{urls: []string{ns.url}, pids: []int{ns.pid}}, cfg, stderr)
 		ns.stop()
 		if err != nil {
 			return fmt.Errorf("null server: %w", err)
@@ -102,16 +102,16 @@ func runFanout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		results = append(results, res)
 	}
 	if !*useNull {
-		url, pid, stop, err := cm.target(ctx, stderr)
+		tg, err := cm.target(ctx, stderr)
 		if err != nil {
 			return err
 		}
-		res, err := fanout(ctx, url, pid, cfg, stderr)
-		stop()
+		res, err := fanout(ctx, tg, cfg, stderr)
+		tg.stop()
 		if err != nil {
 			return err
 		}
-		res.Target = url
+		res.Target = tg.label()
 		results = append(results, res)
 	}
 	out := map[string]any{"scenario": "fanout", "results": results}
@@ -157,18 +157,20 @@ func printFanout(w io.Writer, rs []*FanoutResult) {
 	}
 }
 
-// fanout runs one fanout measurement against base.
-func fanout(ctx context.Context, base string, pid int, cfg fanoutConfig, log io.Writer) (*FanoutResult, error) {
+// fanout runs one fanout measurement; with several nodes the watchers are split between
+// them and the sender uses the first.
+func fanout(ctx context.Context, tg *targets, cfg fanoutConfig, log io.Writer) (*FanoutResult, error) {
 	W, M := cfg.watchers, cfg.messages
-	res := &FanoutResult{Mode: cfg.mode, Watchers: W, Messages: M, Rate: cfg.rate, Expected: W * M, ServerPID: pid}
+	base := tg.urls[0]
+	res := &FanoutResult{Mode: cfg.mode, Watchers: W, Messages: M, Rate: cfg.rate, Expected: W * M, Nodes: len(tg.urls)}
 	tr := newTransport(W)
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
 	errs := &statusCounter{}
 	limited := &atomicInt64{}
-	rssStart, cpuStart, _ := procStats(pid)
+	rssStart, cpuStart := tg.stats()
 	genCPUStart := selfCPU()
-	sampler := sampleRSS(pid)
+	sampler := sampleRSS(tg)
 	setupStart := time.Now()
 
 	sender, err := registerUser(ctx, base, hc, errs)
@@ -187,7 +189,7 @@ func fanout(ctx context.Context, base string, pid int, cfg fanoutConfig, log io.
 	watchers := make([]*client, W)
 	tokens := make([]string, W)
 	if err := parallel(ctx, W, cfg.setupConc, func(i int) error {
-		c, err := registerGuest(ctx, base, hc, errs)
+		c, err := registerGuest(ctx, tg.urls[i%len(tg.urls)], hc, errs)
 		if err != nil {
 			return err
 		}
@@ -231,10 +233,9 @@ func fanout(ctx context.Context, base string, pid int, cfg fanoutConfig, log io.
 			watch(pollCtx, watchers[i], roomID, tokens[i], cfg, got[i*M:(i+1)*M], &dups, &delivered)
 		}(i)
 	}
-	waitParked(ctx, hc, base, int64(W), cfg.settle, log)
+	waitParked(ctx, hc, tg.urls, int64(W), cfg.settle, log)
 	res.SetupS = time.Since(setupStart).Seconds()
-	res.ServerRSSSetup = 0
-	if rss, _, err := procStats(pid); err == nil {
+	if rss, _ := tg.stats(); rss > 0 {
 		res.ServerRSSSetup = mib(rss)
 	}
 
@@ -311,7 +312,7 @@ func fanout(ctx context.Context, base string, pid int, cfg fanoutConfig, log io.
 	if res.ServerRSSSetup > 0 && rssStart > 0 {
 		res.RSSPerWatcherKB = (res.ServerRSSSetup - mib(rssStart)) * 1024 / float64(W)
 	}
-	if _, cpu, err := procStats(pid); err == nil {
+	if _, cpu := tg.stats(); cpu > 0 {
 		res.ServerCPUS = (cpu - cpuStart).Seconds()
 	}
 	res.GeneratorCPUS = (selfCPU() - genCPUStart).Seconds()
@@ -434,10 +435,15 @@ func parallel(ctx context.Context, n, conc int, fn func(i int) error) error {
 // waitParked waits until the server reports n long-polls waiting (the
 // porthole_longpoll_waiting metric, which the null server also serves), or, for servers
 // without it, for the settle time.
-func waitParked(ctx context.Context, hc *http.Client, base string, n int64, settle time.Duration, log io.Writer) {
+func waitParked(ctx context.Context, hc *http.Client, bases []string, n int64, settle time.Duration, log io.Writer) {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		v, ok := scrapeGauge(ctx, hc, base, "porthole_longpoll_waiting")
+		var v int64
+		ok := true
+		for _, base := range bases {
+			g, found := scrapeGauge(ctx, hc, base, "porthole_longpoll_waiting")
+			v, ok = v+g, ok && found
+		}
 		if !ok {
 			fmt.Fprintf(log, "no porthole_longpoll_waiting metric: waiting %s for watchers to park\n", settle)
 			time.Sleep(settle)

@@ -21,6 +21,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 )
 
@@ -60,36 +61,64 @@ type common struct {
 	url         string
 	spawn       string
 	spawnArgs   string
+	nodes       int
+	database    string
 	serverPID   int
 	maxDuration time.Duration
 	jsonOnly    bool
 }
 
 func (c *common) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.url, "url", "", "base URL of the homeserver (loopback only), e.g. http://127.0.0.1:8008")
+	fs.StringVar(&c.url, "url", "", "base URL of the homeserver (loopback only), e.g. http://127.0.0.1:8008; several, comma-separated, for nodes of one cluster (watchers are split between them)")
 	fs.StringVar(&c.spawn, "spawn", "", "start this porthole binary on a free loopback port with a fresh data directory (instead of --url)")
 	fs.StringVar(&c.spawnArgs, "spawn-args", "", "extra arguments for the spawned server")
+	fs.IntVar(&c.nodes, "nodes", 1, "with --spawn: how many nodes to start on one --database (PostgreSQL)")
+	fs.StringVar(&c.database, "database", "", "with --spawn: postgres://... URL; a fresh schema is created in it for the run")
 	fs.IntVar(&c.serverPID, "server-pid", 0, "PID of the server, for RSS and CPU figures (set automatically with --spawn)")
 	fs.DurationVar(&c.maxDuration, "max-duration", 10*time.Minute, "hard limit on the whole run")
 	fs.BoolVar(&c.jsonOnly, "json", false, "print only the JSON summary (no table on stderr)")
 }
 
-// target resolves the server to measure, starting it if asked.
-func (c *common) target(ctx context.Context, stderr io.Writer) (url string, pid int, stop func(), err error) {
+// target resolves the server(s) to measure, starting them if asked.
+func (c *common) target(ctx context.Context, stderr io.Writer) (*targets, error) {
 	if c.spawn != "" {
-		sp, err := spawnServer(ctx, c.spawn, c.spawnArgs, stderr)
-		if err != nil {
-			return "", 0, nil, err
-		}
-		return sp.url, sp.pid, sp.stop, nil
+		return spawnNodes(ctx, c.spawn, c.spawnArgs, c.nodes, c.database, stderr)
 	}
 	if c.url == "" {
-		return "", 0, nil, errors.New("give --url or --spawn")
+		return nil, errors.New("give --url or --spawn")
 	}
-	if err := checkLoopback(c.url); err != nil {
-		return "", 0, nil, err
+	t := &targets{stop: func() {}}
+	for _, u := range strings.Split(c.url, ",") {
+		if err := checkLoopback(u); err != nil {
+			return nil, err
+		}
+		t.urls = append(t.urls, u)
 	}
-	return c.url, c.serverPID, func() {}, nil
+	if c.serverPID > 0 {
+		t.pids = []int{c.serverPID}
+	}
+	return t, nil
+}
+
+// targets are the node(s) of the server under test.
+type targets struct {
+	urls []string
+	pids []int
+	stop func()
+}
+
+func (t *targets) label() string { return strings.Join(t.urls, ",") }
+
+// stats sums the nodes' resident memory and CPU time.
+func (t *targets) stats() (rss int64, cpu time.Duration) {
+	for _, pid := range t.pids {
+		r, c, err := procStats(pid)
+		if err == nil {
+			rss += r
+			cpu += c
+		}
+	}
+	return rss, cpu
 }
 
 // emit prints the JSON summary on stdout.

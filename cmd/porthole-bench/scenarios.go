@@ -71,9 +71,9 @@ func timedLoop(ctx context.Context, n, conc int, op func(i int) error) ([]time.D
 	return lat, time.Since(start), first
 }
 
-func finishSimple(r *SimpleResult, pid int, cpu0 time.Duration, errs *statusCounter) {
+func finishSimple(r *SimpleResult, tg *targets, cpu0 time.Duration, errs *statusCounter) {
 	r.Errors = errs.snapshot()
-	if rss, cpu, err := procStats(pid); err == nil {
+	if rss, cpu := tg.stats(); rss > 0 {
 		r.ServerCPUS = (cpu - cpu0).Seconds()
 		r.ServerRSS = mib(rss)
 	}
@@ -91,11 +91,12 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, cm.maxDuration)
 	defer cancel()
-	base, pid, stop, err := cm.target(ctx, stderr)
+	tg, err := cm.target(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer tg.stop()
+	base := tg.urls[0]
 	hc := &http.Client{Transport: newTransport(*senders)}
 	errs := &statusCounter{}
 	clients := make([]*client, *senders)
@@ -112,7 +113,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-	_, cpu0, _ := procStats(pid)
+	_, cpu0 := tg.stats()
 	// Each worker sends as "its" user: worker k owns clients[k], taking indices k, k+S, ...
 	perSender := make([]chan int, *senders)
 	var wg sync.WaitGroup
@@ -139,7 +140,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	wg.Wait()
 	took := time.Since(start)
 	r := &SimpleResult{Scenario: "send", Target: base, Count: *n, Concurrency: *senders, PerSecond: float64(*n) / took.Seconds(), Latency: summarize(lat), Seconds: took.Seconds()}
-	finishSimple(r, pid, cpu0, errs)
+	finishSimple(r, tg, cpu0, errs)
 	if !cm.jsonOnly {
 		printSimple(stderr, r)
 	}
@@ -158,11 +159,12 @@ func runJoin(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, cm.maxDuration)
 	defer cancel()
-	base, pid, stop, err := cm.target(ctx, stderr)
+	tg, err := cm.target(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer tg.stop()
+	base := tg.urls[0]
 	hc := &http.Client{Transport: newTransport(*conc)}
 	errs := &statusCounter{}
 	owner, err := registerUser(ctx, base, hc, errs)
@@ -181,7 +183,7 @@ func runJoin(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}); err != nil {
 		return err
 	}
-	_, cpu0, _ := procStats(pid)
+	_, cpu0 := tg.stats()
 	lat, took, err := timedLoop(ctx, *n, *conc, func(i int) error { return guests[i].join(ctx, room) })
 	if err != nil {
 		return err
@@ -194,7 +196,7 @@ func runJoin(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		"last_joins_latency":  summarize(lat[*n-k:]),
 		"members_at_end":      *n + 1,
 	}
-	finishSimple(r, pid, cpu0, errs)
+	finishSimple(r, tg, cpu0, errs)
 	if !cm.jsonOnly {
 		printSimple(stderr, r)
 	}
@@ -213,14 +215,15 @@ func runRegister(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, cm.maxDuration)
 	defer cancel()
-	base, pid, stop, err := cm.target(ctx, stderr)
+	tg, err := cm.target(ctx, stderr)
 	if err != nil {
 		return err
 	}
-	defer stop()
+	defer tg.stop()
+	base := tg.urls[0]
 	hc := &http.Client{Transport: newTransport(*conc)}
 	errs := &statusCounter{}
-	_, cpu0, _ := procStats(pid)
+	_, cpu0 := tg.stats()
 	lat, took, err := timedLoop(ctx, *n, *conc, func(int) error {
 		_, err := registerGuest(ctx, base, hc, errs)
 		return err
@@ -229,7 +232,7 @@ func runRegister(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	r := &SimpleResult{Scenario: "register", Target: base, Count: *n, Concurrency: *conc, PerSecond: float64(*n) / took.Seconds(), Latency: summarize(lat), Seconds: took.Seconds()}
-	finishSimple(r, pid, cpu0, errs)
+	finishSimple(r, tg, cpu0, errs)
 	if !cm.jsonOnly {
 		printSimple(stderr, r)
 	}

@@ -2,22 +2,27 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
 )
 
 type spawned struct {
-	url  string
-	pid  int
-	stop func()
+	url     string
+	pid     int
+	stop    func()
+	keyFile string
 }
 
 // spawnNull starts this program's null server as a child process.
@@ -54,9 +59,80 @@ func spawnNull(ctx context.Context, log io.Writer) (*spawned, error) {
 	return nil, fmt.Errorf("the null server did not start")
 }
 
+// spawnNodes starts n Porthole nodes; with a PostgreSQL database they share a fresh schema
+// and the first node's signing key.
+func spawnNodes(ctx context.Context, bin, extra string, n int, database string, log io.Writer) (*targets, error) {
+	if n < 1 {
+		n = 1
+	}
+	if n > 1 && !strings.HasPrefix(database, "postgres") {
+		return nil, fmt.Errorf("--nodes %d needs a --database postgres://... that the nodes share", n)
+	}
+	t := &targets{}
+	var stops []func()
+	if database != "" {
+		dsn, drop, err := freshSchema(database)
+		if err != nil {
+			return nil, err
+		}
+		database = dsn
+		stops = append(stops, drop)
+	}
+	t.stop = func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}
+	var key string
+	for i := 0; i < n; i++ {
+		sp, err := spawnServer(ctx, bin, extra, database, key, log)
+		if err != nil {
+			t.stop()
+			return nil, err
+		}
+		stops = append(stops, sp.stop)
+		t.urls = append(t.urls, sp.url)
+		t.pids = append(t.pids, sp.pid)
+		key = sp.keyFile
+	}
+	return t, nil
+}
+
+// freshSchema creates a new schema in a PostgreSQL database for one run and returns a URL
+// that uses it.
+func freshSchema(database string) (string, func(), error) {
+	u, err := url.Parse(database)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := checkLoopback("http://" + u.Host); err != nil {
+		return "", nil, err
+	}
+	db, err := sql.Open("pgx", database)
+	if err != nil {
+		return "", nil, err
+	}
+	defer db.Close()
+	schema := fmt.Sprintf("bench_%d", time.Now().UnixNano())
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		return "", nil, fmt.Errorf("creating schema: %w", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	drop := func() {
+		if db, err := sql.Open("pgx", database); err == nil {
+			db.Exec("DROP SCHEMA " + schema + " CASCADE")
+			db.Close()
+		}
+	}
+	return u.String(), drop, nil
+}
+
 // spawnServer starts a Porthole binary on a free loopback port with a fresh data
-// directory and waits until it answers.
-func spawnServer(ctx context.Context, bin, extra string, log io.Writer) (*spawned, error) {
+// directory and waits until it answers. database and keyFile (a signing key to copy in)
+// may be empty.
+func spawnServer(ctx context.Context, bin, extra, database, keyFile string, log io.Writer) (*spawned, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -67,7 +143,17 @@ func spawnServer(ctx context.Context, bin, extra string, log io.Writer) (*spawne
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"--listen", addr, "--data", filepath.Join(dir, "data"), "--log-level", "warn", "--rate-limit", "off"}
+	dataDir := filepath.Join(dir, "data")
+	if keyFile != "" {
+		os.MkdirAll(dataDir, 0o700)
+		if key, err := os.ReadFile(keyFile); err == nil {
+			os.WriteFile(filepath.Join(dataDir, "signing.key"), key, 0o600)
+		}
+	}
+	args := []string{"--listen", addr, "--data", dataDir, "--log-level", "warn", "--rate-limit", "off"}
+	if database != "" {
+		args = append(args, "--database", database)
+	}
 	args = append(args, strings.Fields(extra)...)
 	cmd := exec.Command(bin, args...)
 	logFile, err := os.Create(filepath.Join(dir, "server.log"))
@@ -79,7 +165,7 @@ func spawnServer(ctx context.Context, bin, extra string, log io.Writer) (*spawne
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
-	url := "http://" + addr
+	base := "http://" + addr
 	stop := func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
@@ -95,11 +181,11 @@ func spawnServer(ctx context.Context, bin, extra string, log io.Writer) (*spawne
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(url + "/_matrix/client/versions")
+		resp, err := http.Get(base + "/_matrix/client/versions")
 		if err == nil {
 			resp.Body.Close()
-			fmt.Fprintf(log, "spawned %s on %s (pid %d, data %s)\n", bin, url, cmd.Process.Pid, dir)
-			return &spawned{url: url, pid: cmd.Process.Pid, stop: stop}, nil
+			fmt.Fprintf(log, "spawned %s on %s (pid %d, data %s)\n", bin, base, cmd.Process.Pid, dir)
+			return &spawned{url: base, pid: cmd.Process.Pid, stop: stop, keyFile: filepath.Join(dataDir, "signing.key")}, nil
 		}
 		if ctx.Err() != nil {
 			break

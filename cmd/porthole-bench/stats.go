@@ -125,14 +125,14 @@ type rssSampler struct {
 	done chan struct{}
 }
 
-func sampleRSS(pid int) *rssSampler {
+func sampleRSS(tg *targets) *rssSampler {
 	s := &rssSampler{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(100 * time.Millisecond)
 		defer t.Stop()
 		for {
-			if rss, _, err := procStats(pid); err == nil {
+			if rss, _ := tg.stats(); rss > 0 {
 				s.peak.max(rss)
 			}
 			select {

@@ -204,6 +204,9 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 			if _, err := tx.DeleteDevices(ctx, userID, nil, ""); err != nil {
 				return err
 			}
+			if err := notifyRevoked(ctx, tx, userID, nil); err != nil {
+				return err
+			}
 		} else {
 			if localpart == "" {
 				localpart = "u" + strings.ToLower(RandomDeviceID())
@@ -241,7 +244,9 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 func (a *Service) createLogin(ctx context.Context, tx storage.Tx, userID, deviceID string, displayName *string) (Login, error) {
 	if deviceID == "" {
 		deviceID = RandomDeviceID()
-	} else if _, err := tx.DeleteDevices(ctx, userID, []string{deviceID}, ""); err != nil {
+	} else if deleted, err := tx.DeleteDevices(ctx, userID, []string{deviceID}, ""); err != nil {
+		return Login{}, err
+	} else if err := notifyRevoked(ctx, tx, userID, deleted); err != nil {
 		return Login{}, err
 	}
 	now := time.Now().UnixMilli()
@@ -342,8 +347,10 @@ func (a *Service) DeleteDevices(ctx context.Context, userID string, ids []string
 	var deleted []string
 	err := a.store.Write(ctx, func(tx storage.Tx) error {
 		var err error
-		deleted, err = tx.DeleteDevices(ctx, userID, ids, "")
-		return err
+		if deleted, err = tx.DeleteDevices(ctx, userID, ids, ""); err != nil {
+			return err
+		}
+		return notifyRevoked(ctx, tx, userID, deleted)
 	})
 	if err != nil {
 		return mxerr.Internal(err)
@@ -385,8 +392,11 @@ func (a *Service) ChangePassword(ctx context.Context, s *Session, req ChangePass
 			return err
 		}
 		if logout {
-			_, err := tx.DeleteDevices(ctx, s.UserID, nil, s.DeviceID)
-			return err
+			deleted, err := tx.DeleteDevices(ctx, s.UserID, nil, s.DeviceID)
+			if err != nil {
+				return err
+			}
+			return notifyRevoked(ctx, tx, s.UserID, deleted)
 		}
 		return nil
 	})
@@ -409,6 +419,9 @@ func (a *Service) RequirePassword(ctx context.Context, s *Session, d *AuthDict, 
 func (a *Service) Deactivate(ctx context.Context, userID string) error {
 	err := a.store.Write(ctx, func(tx storage.Tx) error {
 		if _, err := tx.DeleteDevices(ctx, userID, nil, ""); err != nil {
+			return err
+		}
+		if err := notifyRevoked(ctx, tx, userID, nil); err != nil {
 			return err
 		}
 		return tx.Deactivate(ctx, userID)

@@ -112,6 +112,29 @@ func (c *sessionCache) revokeWhere(pred func(*Session) bool) {
 	}
 }
 
+// CacheChannel carries cache invalidations between processes sharing a database:
+// "revoke\t<user>\t<device>" (device "*" for all of the user's sessions).
+const CacheChannel = "porthole_cache"
+
+// notifyRevoked tells other processes, when tx commits, to drop cached sessions.
+func notifyRevoked(ctx context.Context, tx storage.Tx, userID string, devices []string) error {
+	if devices == nil {
+		return tx.Notify(ctx, CacheChannel, "revoke\t"+userID+"\t*")
+	}
+	for _, d := range devices {
+		if err := tx.Notify(ctx, CacheChannel, "revoke\t"+userID+"\t"+d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RevokeCached drops this process's cached sessions of a user's device ("*": all), after
+// another process revoked them in storage.
+func (a *Service) RevokeCached(userID, deviceID string) {
+	a.cache.revokeWhere(func(s *Session) bool { return s.UserID == userID && (deviceID == "*" || s.DeviceID == deviceID) })
+}
+
 // TokenFromRequest takes the access token from the Authorization header or, as older
 // clients and sytest send it, the access_token query parameter.
 func TokenFromRequest(r *http.Request) (string, bool) {

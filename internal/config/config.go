@@ -61,6 +61,12 @@ type Config struct {
 	UserRequestsBurst int     `yaml:"rate_limit_user_burst"`
 	RegisterPerSec    float64 `yaml:"rate_limit_register_per_second"`
 	RegisterBurst     int     `yaml:"rate_limit_register_burst"`
+	// Concurrent long-polls (/events, /sync with a timeout) per user and per IP.
+	MaxPollsPerUser int `yaml:"max_longpolls_per_user"`
+	MaxPollsPerIP   int `yaml:"max_longpolls_per_ip"`
+
+	// MaxConnections caps open client connections; 0 means the open-files limit minus 512.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // Default returns the configuration used when nothing is given.
@@ -89,6 +95,8 @@ func Default() Config {
 		UserRequestsBurst: 100,
 		RegisterPerSec:    1,
 		RegisterBurst:     20,
+		MaxPollsPerUser:   50,
+		MaxPollsPerIP:     5000,
 	}
 }
 
@@ -213,6 +221,12 @@ func (c *Config) Validate() error {
 		if v < 1 {
 			bad("%s must be at least 1, not %d", name, v)
 		}
+	}
+	if c.MaxPollsPerUser < 1 || c.MaxPollsPerIP < 1 {
+		bad("max_longpolls_per_user and max_longpolls_per_ip must be at least 1")
+	}
+	if c.MaxConnections < 0 {
+		bad("max_connections must not be negative")
 	}
 	if c.BcryptCost < 4 || c.BcryptCost > 31 {
 		bad("bcrypt_cost must be between 4 and 31, not %d", c.BcryptCost)

@@ -43,6 +43,9 @@ func Sample(c Config) string {
 	line("", "rate_limit_user_burst", c.UserRequestsBurst)
 	line("Registrations (user or guest) and logins per second from one IP, and the burst.", "rate_limit_register_per_second", c.RegisterPerSec)
 	line("", "rate_limit_register_burst", c.RegisterBurst)
+	line("Long-polls (/events, /sync) one user, and one IP, may have waiting at once (with rate_limit on).", "max_longpolls_per_user", c.MaxPollsPerUser)
+	line("", "max_longpolls_per_ip", c.MaxPollsPerIP)
+	line("Open client connections at most; 0 means the open-files limit minus 512. At the cap, new\nconnections wait in the kernel's queue and the log says so.", "max_connections", c.MaxConnections)
 	line("bcrypt work factor for stored passwords (4-31); each step doubles the cost of a login.", "bcrypt_cost", c.BcryptCost)
 	return b.String()
 }

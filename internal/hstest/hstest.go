@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ type Server struct {
 	Name   string
 	Server *server.Server
 	http   *http.Client
+	stop   func()
 }
 
 // PostgresDSN is the PostgreSQL server tests use when PORTHOLE_TEST_POSTGRES is set.
@@ -77,9 +79,44 @@ var schemaCounter atomic.Int64
 func New(t testing.TB, mods ...func(*config.Config)) *Server {
 	t.Helper()
 	dir := t.TempDir()
+	return start(t, dir, FreshDatabase(t, dir), mods...)
+}
+
+// NewCluster starts n servers (nodes) sharing one fresh PostgreSQL schema and one signing
+// key, each with its own notifier and memory, as separate processes would be. It skips the
+// test when PORTHOLE_TEST_POSTGRES is not set.
+func NewCluster(t testing.TB, n int, mods ...func(*config.Config)) []*Server {
+	t.Helper()
+	if PostgresDSN() == "" {
+		t.Skip("several nodes need PostgreSQL: set PORTHOLE_TEST_POSTGRES")
+	}
+	dsn := FreshDatabase(t, "")
+	first := t.TempDir()
+	nodes := []*Server{start(t, first, dsn, mods...)}
+	key, err := os.ReadFile(first + "/signing.key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < n; i++ {
+		dir := t.TempDir()
+		if err := os.WriteFile(dir+"/signing.key", key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, start(t, dir, dsn, mods...))
+	}
+	return nodes
+}
+
+// Stop shuts a node down as a crash would look to its clients: connections close.
+func (s *Server) Stop() {
+	s.stop()
+}
+
+func start(t testing.TB, dir, dsn string, mods ...func(*config.Config)) *Server {
+	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = dir
-	cfg.Database = FreshDatabase(t, dir)
+	cfg.Database = dsn
 	cfg.BcryptCost = 4
 	cfg.LogLevel = "warn"
 	cfg.RateLimit = "off"
@@ -96,13 +133,17 @@ func New(t testing.TB, mods ...func(*config.Config)) *Server {
 		t.Fatalf("starting server: %v", err)
 	}
 	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		srv.Notifier().Shutdown()
-		ts.CloseClientConnections()
-		ts.Close()
-		srv.Close()
-	})
-	return &Server{URL: ts.URL, Name: cfg.ServerName, Server: srv, http: ts.Client()}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			srv.Notifier().Shutdown()
+			ts.CloseClientConnections()
+			ts.Close()
+			srv.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return &Server{URL: ts.URL, Name: cfg.ServerName, Server: srv, http: ts.Client(), stop: stop}
 }
 
 type testWriter struct{ t testing.TB }

@@ -7,6 +7,7 @@ package live
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync"
 
 	"porthole/internal/storage"
@@ -59,15 +60,49 @@ func (h *Hub) Commit(ctx context.Context, fn func(tx storage.Tx) ([]Published, e
 	defer h.writeMu.Unlock()
 	var pubs []Published
 	err := h.store.Write(ctx, func(tx storage.Tx) error {
+		// Every stream writer, on every node, goes one at a time from here to commit.
+		if err := tx.LockStream(ctx); err != nil {
+			return err
+		}
 		var err error
-		pubs, err = fn(tx)
-		return err
+		if pubs, err = fn(tx); err != nil {
+			return err
+		}
+		if len(pubs) > 0 {
+			return tx.Notify(ctx, StreamChannel, strconv.FormatInt(int64(topPos(pubs)), 10))
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	// Positions below ours were committed before our transaction took the stream lock; if
+	// another node wrote them, publish them first, so items always go out in order.
+	if first := firstPos(pubs); first > 0 {
+		if err := h.catchUpLocked(context.Background(), first-1); err != nil {
+			h.log.Error("catching up before publishing", "err", err)
+		}
+	}
 	h.publish(pubs)
 	return pubs, nil
+}
+
+func topPos(pubs []Published) stream.Pos {
+	var top stream.Pos
+	for _, p := range pubs {
+		top = max(top, p.Item.Pos)
+	}
+	return top
+}
+
+func firstPos(pubs []Published) stream.Pos {
+	var first stream.Pos
+	for _, p := range pubs {
+		if p.Item.Pos > 0 && (first == 0 || p.Item.Pos < first) {
+			first = p.Item.Pos
+		}
+	}
+	return first
 }
 
 // publish applies committed items to loaded rooms and wakes their listeners.

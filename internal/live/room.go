@@ -215,7 +215,9 @@ func loadRoom(ctx context.Context, st storage.Reader, roomID string, cur stream.
 	if r.unread, err = loadUnread(ctx, st, roomID, cur); err != nil {
 		return nil, err
 	}
-	state, err := st.CurrentState(ctx, roomID,
+	// State as of cur, not the current state: on a node catching up, storage may already
+	// hold later changes, which will be published in their turn.
+	state, err := st.StateAt(ctx, roomID, cur,
 		storage.StateKeyOf{Type: "m.room.history_visibility"},
 		storage.StateKeyOf{Type: "m.room.guest_access"},
 		storage.StateKeyOf{Type: "m.room.join_rules"})

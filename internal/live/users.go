@@ -99,7 +99,8 @@ func (h *Hub) applyUser(p *Published) {
 		}
 	}
 	if e := p.Event; e != nil && e.Type == "m.room.member" && e.StateKey != nil {
-		if u := h.users[*e.StateKey]; u != nil {
+		// A user loaded from storage may already know a later membership.
+		if u := h.users[*e.StateKey]; u != nil && u.rooms[e.RoomID].Pos < e.Pos {
 			u.rooms[e.RoomID] = storage.Member{RoomID: e.RoomID, UserID: *e.StateKey, Membership: e.Membership, EventID: e.ID, Pos: e.Pos}
 		}
 	}

@@ -26,7 +26,7 @@ func ValidRoomID(roomID string) bool {
 
 // ValidUserID checks the grammar of a user ID.
 func ValidUserID(userID string) bool {
-	if len(userID) > 255 {
+	if len(userID) > 255 || strings.HasPrefix(userID, "@:") {
 		return false
 	}
 	_, _, err := id.UserID(userID).ParseAndValidateRelaxed()
@@ -241,7 +241,10 @@ func (s *Service) Forget(ctx context.Context, sess *auth.Session, roomID string)
 		if m.Membership == visibility.Join || m.Membership == visibility.Invite || m.Membership == visibility.Knock {
 			return mxerr.Unknown("You must leave the room before forgetting it")
 		}
-		return tx.SetForgotten(ctx, roomID, sess.UserID)
+		if err := tx.SetForgotten(ctx, roomID, sess.UserID); err != nil {
+			return err
+		}
+		return tx.Notify(ctx, auth.CacheChannel, "forget\t"+sess.UserID+"\t"+roomID)
 	})
 	if err == nil {
 		s.hub.Forgot(sess.UserID, roomID)

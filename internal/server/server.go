@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,8 @@ import (
 
 // Server is a wired homeserver.
 type Server struct {
+	cancel   context.CancelFunc
+	accounts *auth.Service
 	cfg      config.Config
 	log      *slog.Logger
 	store    *sqlstore.Store
@@ -80,14 +83,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			IP:       ratelimit.New(cfg.IPRequestsPerSec, cfg.IPRequestsBurst),
 			User:     ratelimit.New(cfg.UserRequestsPerS, cfg.UserRequestsBurst),
 			Register: ratelimit.New(cfg.RegisterPerSec, cfg.RegisterBurst),
+			Polls:    client.NewPollLimiter(cfg.MaxPollsPerUser, cfg.MaxPollsPerIP),
 		}
 	}
 	api := client.New(accounts, roomSvc, eph, sy, store, client.Config{
 		ServerName: cfg.ServerName, BaseURL: cfg.BaseURL(), MaxBody: cfg.MaxRequestBody, DefaultTimeout: cfg.LongPollDefault,
 		Limits: limits,
 	}, log)
-	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api}
+	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts}
 	s.handler = s.buildHandler()
+	s.startCrossNode()
 	log.Info("porthole ready", "server_name", cfg.ServerName, "database", redactDSN(cfg.DatabaseURL()), "stream_pos", pos, "key", key.ID)
 	return s, nil
 }
@@ -143,9 +148,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if s.cfg.Pprof != "" {
 		go s.servePprof(ctx)
 	}
+	files := raiseFileLimit()
+	maxConns := s.cfg.MaxConnections
+	if maxConns == 0 {
+		maxConns = max(int(files)-512, 64)
+	}
+	ln = newLimitListener(ln, maxConns, s.log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("listening", "addr", ln.Addr().String())
+	s.log.Info("listening", "addr", ln.Addr().String(), "max_connections", maxConns)
 	select {
 	case err := <-errc:
 		return err
@@ -180,8 +191,55 @@ func (s *Server) servePprof(ctx context.Context) {
 	}
 }
 
+// startCrossNode listens for what other processes sharing the database commit (PostgreSQL
+// only): new stream positions to catch up on, and cache invalidations.
+func (s *Server) startCrossNode() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.store.OnSubscribeError = func(err error) { s.log.Warn("database notifications lost; reconnecting", "err", err) }
+	onNotify := func(channel, payload string) {
+		switch channel {
+		case live.StreamChannel:
+			s.hub.HandleNotification(ctx, payload)
+		case auth.CacheChannel:
+			parts := strings.Split(payload, "\t")
+			switch {
+			case len(parts) == 3 && parts[0] == "revoke":
+				s.accounts.RevokeCached(parts[1], parts[2])
+			case len(parts) == 3 && parts[0] == "forget":
+				s.hub.Forgot(parts[1], parts[2])
+			}
+		}
+	}
+	onReconnect := func() {
+		if err := s.hub.CatchUpAll(ctx); err != nil {
+			s.log.Error("catching up on the stream", "err", err)
+		}
+	}
+	if !s.store.Shared() {
+		return
+	}
+	go s.store.Subscribe(ctx, []string{live.StreamChannel, auth.CacheChannel}, onNotify, onReconnect)
+	// A safety net under LISTEN: look for missed positions now and then.
+	go func() {
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				onReconnect()
+			}
+		}
+	}()
+}
+
 // Close releases timers and the database.
 func (s *Server) Close() error {
+	if s.cancel != nil {
+		s.cancel()
+	}
 	s.notifier.Shutdown()
 	s.eph.Close()
 	return s.store.Close()

@@ -174,7 +174,28 @@ type Store interface {
 	Write(ctx context.Context, fn func(Tx) error) error
 	// MaxPos is the highest committed stream position.
 	MaxPos(ctx context.Context) (stream.Pos, error)
+	// Shared reports whether other processes may write to the same database (PostgreSQL).
+	Shared() bool
+	// Subscribe delivers notifications sent with Tx.Notify by any process sharing the
+	// database, until ctx ends. onReconnect runs after a (re)connection, when notifications
+	// may have been missed. A database that cannot notify (SQLite: one process) returns
+	// ErrNotSupported at once.
+	Subscribe(ctx context.Context, channels []string, onNotify func(channel, payload string), onReconnect func()) error
 	Close() error
+}
+
+// ErrNotSupported is returned for what the database engine cannot do.
+var ErrNotSupported = errors.New("not supported by this database")
+
+// StreamBatch is every stream item with a position in a range, across all rooms and users;
+// a node reads it to catch up on what other nodes wrote. Typing, receipts, presence and
+// account data hold only their latest value per key, which is what readers need.
+type StreamBatch struct {
+	Events      []Event
+	Receipts    []Receipt
+	Typing      []Typing
+	Presence    []Presence
+	AccountData []AccountData
 }
 
 // Accounts covers users, devices, tokens and UIA sessions.
@@ -230,6 +251,8 @@ type Reader interface {
 	// EventSenders returns position and sender of the latest events of the given types at
 	// or before upTo, newest first, at most limit.
 	EventSenders(ctx context.Context, roomID string, types []string, upTo stream.Pos, limit int) ([]PosSender, error)
+	// StreamRange returns every stream item with from < pos <= to.
+	StreamRange(ctx context.Context, from, to stream.Pos) (StreamBatch, error)
 	// CountEventsAfter counts room events of the given types after pos, not sent by sender.
 	CountEventsAfter(ctx context.Context, roomID string, after stream.Pos, notSender string, types []string) (int, error)
 }
@@ -237,8 +260,14 @@ type Reader interface {
 // Tx is the write side, valid inside Store.Write.
 type Tx interface {
 	Reader
+	// LockStream serialises this transaction with every other stream writer, on every
+	// process sharing the database, until it ends: room writes read the room's head and
+	// current state after it, so two nodes never build on the same head.
+	LockStream(ctx context.Context) error
 	// NextPos takes the next stream position. It is visible to readers once committed.
 	NextPos(ctx context.Context) (stream.Pos, error)
+	// Notify sends a notification to Subscribe-rs when the transaction commits.
+	Notify(ctx context.Context, channel, payload string) error
 	NextGuestNumber(ctx context.Context) (int64, error)
 
 	CreateUser(ctx context.Context, u User) error

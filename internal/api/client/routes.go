@@ -30,18 +30,19 @@ type Config struct {
 	Limits *Limits
 }
 
-// Limits are the request rate limiters.
+// Limits are the request rate limiters and the long-poll caps.
 type Limits struct {
 	IP, User, Register *ratelimit.Limiter
+	Polls              *PollLimiter
 }
 
 // API holds the services behind the handlers.
 type API struct {
-	auth  *auth.Service
-	rooms *rooms.Service
-	eph   *ephemeral.Service
-	sync  *syncer.Syncer
-	store storage.Store
+	auth    *auth.Service
+	rooms   *rooms.Service
+	eph     *ephemeral.Service
+	sync    *syncer.Syncer
+	store   storage.Store
 	cfg     Config
 	log     *slog.Logger
 	filters filterCache

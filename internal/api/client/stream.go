@@ -46,7 +46,13 @@ func (a *API) events(w http.ResponseWriter, r *http.Request, s *auth.Session) er
 	if err != nil {
 		return err
 	}
-	body, err := a.sync.Events(r.Context(), s, syncer.EventsRequest{RoomID: roomID, From: from, Timeout: a.sync.ClampTimeout(timeout), Limit: limit})
+	timeout = a.sync.ClampTimeout(timeout)
+	release, err := a.longPoll(r, s, timeout)
+	if err != nil {
+		return err
+	}
+	defer release()
+	body, err := a.sync.Events(r.Context(), s, syncer.EventsRequest{RoomID: roomID, From: from, Timeout: timeout, Limit: limit})
 	if err != nil {
 		return err
 	}
@@ -123,7 +129,13 @@ func (a *API) syncHandler(w http.ResponseWriter, r *http.Request, s *auth.Sessio
 			return err
 		}
 	}
-	body, err := a.sync.Sync(r.Context(), s, syncer.SyncRequest{Since: since, Timeout: a.sync.ClampTimeout(timeout), FullState: fullState, Filter: f})
+	timeout = a.sync.ClampTimeout(timeout)
+	release, err := a.longPoll(r, s, timeout)
+	if err != nil {
+		return err
+	}
+	defer release()
+	body, err := a.sync.Sync(r.Context(), s, syncer.SyncRequest{Since: since, Timeout: timeout, FullState: fullState, Filter: f})
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,15 @@ type Store struct {
 	writer  *sql.DB // SQLite: one connection, so writes are serialised; PostgreSQL: the pool
 	readDB  *sql.DB
 	dialect dialect
+	dsn     string
+	// OnSubscribeError is told about LISTEN connection failures (for logs).
+	OnSubscribeError func(error)
+}
+
+func (s *Store) onSubscribeError(err error) {
+	if s.OnSubscribeError != nil {
+		s.OnSubscribeError(err)
+	}
 }
 
 var _ storage.Store = (*Store)(nil)
@@ -135,7 +144,7 @@ func openPostgres(dsn string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{writer: db, readDB: db, dialect: postgresDialect}
+	s := &Store{writer: db, readDB: db, dialect: postgresDialect, dsn: dsn}
 	s.reader = reader{q: db, d: postgresDialect}
 	return s, nil
 }

@@ -410,6 +410,36 @@ func (r reader) EventSenders(ctx context.Context, roomID string, types []string,
 	})
 }
 
+func (r reader) StreamRange(ctx context.Context, from, to stream.Pos) (storage.StreamBatch, error) {
+	var b storage.StreamBatch
+	var err error
+	if b.Events, err = scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE pos > $1 AND pos <= $2 ORDER BY pos`, from, to)); err != nil {
+		return b, err
+	}
+	if b.Receipts, err = scanReceipts(r.query(ctx, `SELECT `+receiptCols+` FROM receipts WHERE pos > $1 AND pos <= $2 ORDER BY pos`, from, to)); err != nil {
+		return b, err
+	}
+	rows, err := r.query(ctx, `SELECT room_id, user_ids, pos FROM typing WHERE pos > $1 AND pos <= $2 ORDER BY pos`, from, to)
+	b.Typing, err = collect(rows, err, func(rows *sql.Rows) (storage.Typing, error) {
+		var t storage.Typing
+		var raw string
+		if err := rows.Scan(&t.RoomID, &raw, &t.Pos); err != nil {
+			return t, err
+		}
+		return t, json.Unmarshal([]byte(raw), &t.UserIDs)
+	})
+	if err != nil {
+		return b, err
+	}
+	rows, err = r.query(ctx, `SELECT `+presenceCols+` FROM presence WHERE pos > $1 AND pos <= $2 ORDER BY pos`, from, to)
+	if b.Presence, err = collect(rows, err, func(rows *sql.Rows) (storage.Presence, error) { return scanPresence(rows) }); err != nil {
+		return b, err
+	}
+	rows, err = r.query(ctx, `SELECT user_id, room_id, type, content, pos FROM account_data WHERE pos > $1 AND pos <= $2 ORDER BY pos`, from, to)
+	b.AccountData, err = collect(rows, err, func(rows *sql.Rows) (storage.AccountData, error) { return scanAccountData(rows) })
+	return b, err
+}
+
 func (r reader) CountEventsAfter(ctx context.Context, roomID string, after stream.Pos, notSender string, types []string) (int, error) {
 	var n int
 	err := r.row(ctx, `SELECT COUNT(*) FROM events WHERE room_id = $1 AND pos > $2 AND sender <> $3 AND redacted_because IS NULL AND type IN (`+inList(4, len(types))+`)`,

@@ -28,6 +28,24 @@ func (t *txn) bump(ctx context.Context, counter string) (int64, error) {
 	return v, translate(err)
 }
 
+func (t *txn) LockStream(ctx context.Context) error {
+	// A no-op update takes PostgreSQL's row lock until commit; SQLite's single writer
+	// connection already serialises writers.
+	if t.d == sqliteDialect {
+		return nil
+	}
+	_, err := t.exec(ctx, `UPDATE counters SET value = value WHERE name = 'stream'`)
+	return err
+}
+
+func (t *txn) Notify(ctx context.Context, channel, payload string) error {
+	if t.d != postgresDialect {
+		return nil
+	}
+	_, err := t.exec(ctx, `SELECT pg_notify($1, $2)`, channel, payload)
+	return err
+}
+
 func (t *txn) NextPos(ctx context.Context) (stream.Pos, error) {
 	v, err := t.bump(ctx, "stream")
 	return stream.Pos(v), err
