@@ -67,6 +67,10 @@ type Config struct {
 
 	// MaxConnections caps open client connections; 0 means the open-files limit minus 512.
 	MaxConnections int `yaml:"max_connections"`
+
+	// TrustedProxies are addresses or CIDR ranges (a load balancer) whose X-Forwarded-For
+	// header is believed, so per-IP limits see clients rather than the proxy.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // Default returns the configuration used when nothing is given.
@@ -150,6 +154,8 @@ func setField(f reflect.Value, raw string) error {
 			return err
 		}
 		f.SetFloat(n)
+	case []string:
+		f.Set(reflect.ValueOf(strings.Split(raw, ",")))
 	case int, int64:
 		n, err := strconv.ParseInt(raw, 10, 64)
 		if err != nil {
@@ -224,6 +230,11 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxPollsPerUser < 1 || c.MaxPollsPerIP < 1 {
 		bad("max_longpolls_per_user and max_longpolls_per_ip must be at least 1")
+	}
+	for _, p := range c.TrustedProxies {
+		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
+			bad("trusted_proxies: %q is neither an IP address nor a CIDR range", p)
+		}
 	}
 	if c.MaxConnections < 0 {
 		bad("max_connections must not be negative")

@@ -82,6 +82,9 @@ func Parse(data []byte) (*Filter, error) {
 			return nil, badJSON("event_fields entries must not be empty")
 		}
 	}
+	if len(f.EventFields) == 0 {
+		f.EventFields = nil // an empty list restricts nothing, like an absent one
+	}
 	if f.EventFormat, err = str(obj, "event_format"); err != nil {
 		return nil, err
 	}

@@ -88,7 +88,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	api := client.New(accounts, roomSvc, eph, sy, store, client.Config{
 		ServerName: cfg.ServerName, BaseURL: cfg.BaseURL(), MaxBody: cfg.MaxRequestBody, DefaultTimeout: cfg.LongPollDefault,
-		Limits: limits,
+		Limits: limits, Proxies: client.ParseProxies(cfg.TrustedProxies),
 	}, log)
 	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts}
 	s.handler = s.buildHandler()

@@ -43,6 +43,9 @@ func ParseToken(s string) (Pos, error) {
 		return 0, ErrBadToken
 	}
 	head, rest, _ := strings.Cut(s, "_")
+	if len(head) < 2 {
+		return 0, ErrBadToken
+	}
 	if rest != "" || strings.HasSuffix(s, "_") {
 		parts := strings.Split(rest, "_")
 		if len(parts) > maxExtraParts {

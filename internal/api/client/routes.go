@@ -5,7 +5,6 @@ package client
 
 import (
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -28,6 +27,8 @@ type Config struct {
 	DefaultTimeout time.Duration
 	// Limits is nil when rate limiting is off.
 	Limits *Limits
+	// Proxies are trusted for X-Forwarded-For.
+	Proxies Proxies
 }
 
 // Limits are the request rate limiters and the long-poll caps.
@@ -217,7 +218,7 @@ func (a *API) wrap(rt route) http.Handler {
 }
 
 func (a *API) serve(rt route, w http.ResponseWriter, r *http.Request) error {
-	if err := a.limit(a.limitsIP(), clientIP(r)); err != nil {
+	if err := a.limit(a.limitsIP(), a.clientIP(r)); err != nil {
 		return err
 	}
 	var sess *auth.Session
@@ -260,16 +261,7 @@ func (a *API) limitRegistration(r *http.Request) error {
 	if a.cfg.Limits == nil {
 		return nil
 	}
-	return a.limit(a.cfg.Limits.Register, clientIP(r))
-}
-
-// clientIP is the peer's address (Porthole does not trust X-Forwarded-For).
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return a.limit(a.cfg.Limits.Register, a.clientIP(r))
 }
 
 // unrecognized answers what no route matched: 405 if the path exists for another method,
