@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -151,11 +152,41 @@ func (a *Service) RegisterGuest(ctx context.Context, deviceName *string) (Login,
 	return out, nil
 }
 
-// Register handles POST /register for kind=user, including guest upgrades.
+// registerParams is what the first request of a registration's UIA session asked for,
+// so that later requests of the session need only the auth (as in Synapse).
+type registerParams struct {
+	Username     string  `json:"username,omitempty"`
+	PasswordHash string  `json:"password_hash,omitempty"`
+	DeviceID     string  `json:"device_id,omitempty"`
+	DeviceName   *string `json:"initial_device_display_name,omitempty"`
+	InhibitLogin bool    `json:"inhibit_login,omitempty"`
+}
+
+// Register handles POST /register for kind=user, including guest upgrades. Repeating a
+// completed registration session logs the same account in again.
 func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, error) {
 	if !a.cfg.OpenRegistration {
 		return Login{}, mxerr.Forbidden("Registration has been disabled")
 	}
+	var remembered registerParams
+	if req.Auth != nil && req.Auth.Session != "" {
+		if rec, err := a.store.UIASession(ctx, req.Auth.Session); err == nil && rec.Op == "register" {
+			json.Unmarshal(rec.Params, &remembered)
+			if rec.Result != "" {
+				return a.loginAgain(ctx, rec.Result, remembered)
+			}
+		}
+	}
+	if req.Username == "" {
+		req.Username = remembered.Username
+	}
+	if req.DeviceID == "" {
+		req.DeviceID = remembered.DeviceID
+	}
+	if req.InitialDeviceDisplayName == nil {
+		req.InitialDeviceDisplayName = remembered.DeviceName
+	}
+	req.InhibitLogin = req.InhibitLogin || remembered.InhibitLogin
 	// A guest upgrading to a full account keeps its user ID.
 	var guest *Session
 	if req.GuestAccessToken != "" {
@@ -179,25 +210,32 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 			return Login{}, err
 		}
 	}
-	if err := a.requireUIA(ctx, req.Auth, [][]string{{"m.login.dummy"}}, "", "register"); err != nil {
+	hash := remembered.PasswordHash
+	if req.Password != nil {
+		if len(*req.Password) > maxPasswordLen {
+			return Login{}, mxerr.InvalidParam("Password too long")
+		}
+		h, err := bcrypt.GenerateFromPassword([]byte(*req.Password), a.cfg.BcryptCost)
+		if err != nil {
+			return Login{}, mxerr.Internal(err)
+		}
+		hash = string(h)
+	}
+	params, _ := json.Marshal(registerParams{Username: localpart, PasswordHash: hash, DeviceID: req.DeviceID,
+		DeviceName: req.InitialDeviceDisplayName, InhibitLogin: req.InhibitLogin})
+	uia, err := a.requireUIA(ctx, req.Auth, [][]string{{"m.login.dummy"}}, "", "register", params)
+	if err != nil {
 		return Login{}, err
 	}
-	if req.Password == nil {
+	if hash == "" {
 		return Login{}, mxerr.MissingParam("Missing params: password")
-	}
-	if len(*req.Password) > maxPasswordLen {
-		return Login{}, mxerr.InvalidParam("Password too long")
-	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(*req.Password), a.cfg.BcryptCost)
-	if err != nil {
-		return Login{}, mxerr.Internal(err)
 	}
 	var out Login
 	var userID string
 	err = a.store.Write(ctx, func(tx storage.Tx) error {
 		if guest != nil {
 			userID = guest.UserID
-			if err := tx.UpgradeGuest(ctx, userID, string(hash)); err != nil {
+			if err := tx.UpgradeGuest(ctx, userID, hash); err != nil {
 				return err
 			}
 			// The guest's old devices and tokens stop working.
@@ -212,7 +250,7 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 				localpart = "u" + strings.ToLower(RandomDeviceID())
 			}
 			userID = a.UserID(localpart)
-			if err := tx.CreateUser(ctx, storage.User{ID: userID, PasswordHash: string(hash), DisplayName: &localpart, CreatedTS: time.Now().UnixMilli()}); err != nil {
+			if err := tx.CreateUser(ctx, storage.User{ID: userID, PasswordHash: hash, DisplayName: &localpart, CreatedTS: time.Now().UnixMilli()}); err != nil {
 				return err
 			}
 		}
@@ -231,11 +269,29 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 	} else if err != nil {
 		return Login{}, mxerr.Internal(err)
 	}
+	a.finishUIA(ctx, uia, userID)
 	if guest != nil {
 		a.cache.revokeWhere(func(s *Session) bool { return s.UserID == userID && s.IsGuest })
 		a.log.Info("guest upgraded", "user", userID)
 	} else {
 		a.log.Info("user registered", "user", userID)
+	}
+	return out, nil
+}
+
+// loginAgain answers a repeated, completed registration: the same account, a new login.
+func (a *Service) loginAgain(ctx context.Context, userID string, p registerParams) (Login, error) {
+	if p.InhibitLogin {
+		return Login{UserID: userID, HomeServer: a.cfg.ServerName}, nil
+	}
+	var out Login
+	err := a.store.Write(ctx, func(tx storage.Tx) error {
+		var err error
+		out, err = a.createLogin(ctx, tx, userID, "", p.DeviceName)
+		return err
+	})
+	if err != nil {
+		return Login{}, mxerr.Internal(err)
 	}
 	return out, nil
 }
@@ -373,9 +429,11 @@ type ChangePasswordRequest struct {
 // ChangePassword sets a new password after UIA with the old one; by default other
 // devices are logged out.
 func (a *Service) ChangePassword(ctx context.Context, s *Session, req ChangePasswordRequest) error {
-	if err := a.requireUIA(ctx, req.Auth, [][]string{{"m.login.password"}}, s.UserID, "password"); err != nil {
+	uia, err := a.requireUIA(ctx, req.Auth, [][]string{{"m.login.password"}}, s.UserID, "password", nil)
+	if err != nil {
 		return err
 	}
+	defer a.finishUIA(ctx, uia, "")
 	if req.NewPassword == nil || *req.NewPassword == "" {
 		return mxerr.MissingParam("Missing params: new_password")
 	}
@@ -412,7 +470,11 @@ func (a *Service) ChangePassword(ctx context.Context, s *Session, req ChangePass
 // RequirePassword runs UIA with m.login.password for a sensitive operation (device
 // deletion, deactivation); op names it, so one session cannot authorise another.
 func (a *Service) RequirePassword(ctx context.Context, s *Session, d *AuthDict, op string) error {
-	return a.requireUIA(ctx, d, [][]string{{"m.login.password"}}, s.UserID, op)
+	uia, err := a.requireUIA(ctx, d, [][]string{{"m.login.password"}}, s.UserID, op, nil)
+	if err == nil {
+		a.finishUIA(ctx, uia, "")
+	}
+	return err
 }
 
 // Deactivate disables the account and revokes every session.
@@ -433,10 +495,17 @@ func (a *Service) Deactivate(ctx context.Context, userID string) error {
 	return nil
 }
 
+// uiaResult is a completed user-interactive auth.
+type uiaResult struct {
+	session string
+	rec     storage.UIASession
+}
+
 // requireUIA enforces user-interactive auth: without a completed flow it answers 401 with
 // the flows and a session ID. userID, when set, is whose password m.login.password checks;
 // op names the operation, and a session may only complete the operation it started for.
-func (a *Service) requireUIA(ctx context.Context, d *AuthDict, flows [][]string, userID, op string) error {
+// params, stored with a new session, let later requests of the session omit them.
+func (a *Service) requireUIA(ctx context.Context, d *AuthDict, flows [][]string, userID, op string, params []byte) (uiaResult, error) {
 	flowList := make([]map[string]any, len(flows))
 	for i, f := range flows {
 		flowList[i] = map[string]any{"stages": f}
@@ -451,72 +520,80 @@ func (a *Service) requireUIA(ctx context.Context, d *AuthDict, flows [][]string,
 		}
 		return e
 	}
-	save := func(session string, completed []string) error {
-		if err := a.store.Write(ctx, func(tx storage.Tx) error { return tx.PutUIASession(ctx, session, op, completed) }); err != nil {
+	res := uiaResult{rec: storage.UIASession{Op: op, Params: params}}
+	save := func() error {
+		if err := a.store.Write(ctx, func(tx storage.Tx) error { return tx.PutUIASession(ctx, res.session, res.rec) }); err != nil {
 			return mxerr.Internal(err)
 		}
 		return nil
 	}
-	var session string
-	var completed []string
 	if d != nil && d.Session != "" {
-		sop, done, err := a.store.UIASession(ctx, d.Session)
+		rec, err := a.store.UIASession(ctx, d.Session)
 		if errors.Is(err, storage.ErrNotFound) {
-			return mxerr.Unknown("Unknown UIA session " + strconv.Quote(d.Session))
+			return res, mxerr.Unknown("Unknown UIA session " + strconv.Quote(d.Session))
 		} else if err != nil {
-			return mxerr.Internal(err)
+			return res, mxerr.Internal(err)
 		}
-		if sop != op {
-			return mxerr.Forbidden("Requested operation has changed during the UI authentication session")
+		if rec.Op != op {
+			return res, mxerr.Forbidden("Requested operation has changed during the UI authentication session")
 		}
-		session, completed = d.Session, done
+		res.session, res.rec = d.Session, rec
 	}
 	if d == nil || d.Type == "" {
-		if session == "" {
-			session = RandomID(18)
-			if err := save(session, nil); err != nil {
-				return err
+		if res.session == "" {
+			res.session = RandomID(18)
+			if err := save(); err != nil {
+				return res, err
 			}
 		}
-		return challenge(session, completed, nil)
+		return res, challenge(res.session, res.rec.Completed, nil)
 	}
-	if session == "" {
-		session = RandomID(18)
+	if res.session == "" {
+		res.session = RandomID(18)
 	}
 	if !contains(flowStages(flows), d.Type) {
-		return challenge(session, completed, mxerr.Unknown(fmt.Sprintf("Auth type %q is not offered", d.Type)))
+		return res, challenge(res.session, res.rec.Completed, mxerr.Unknown(fmt.Sprintf("Auth type %q is not offered", d.Type)))
 	}
 	switch d.Type {
 	case "m.login.dummy":
 	case "m.login.password":
 		who, err := a.resolveUser(d.Identifier, d.User)
 		if err != nil {
-			return challenge(session, completed, mxerr.Forbidden("Missing user identifier"))
+			return res, challenge(res.session, res.rec.Completed, mxerr.Forbidden("Missing user identifier"))
 		}
 		if userID != "" && who != userID {
 			// Someone else's credentials prove nothing about this account.
-			return mxerr.Forbidden("Invalid auth: the credentials are for another user")
+			return res, mxerr.Forbidden("Invalid auth: the credentials are for another user")
 		}
 		if err := a.checkPassword(ctx, who, d.Password); err != nil {
 			e, _ := mxerr.As(err)
-			return challenge(session, completed, e)
+			return res, challenge(res.session, res.rec.Completed, e)
 		}
 	}
-	if !contains(completed, d.Type) {
-		completed = append(completed, d.Type)
+	if !contains(res.rec.Completed, d.Type) {
+		res.rec.Completed = append(res.rec.Completed, d.Type)
 	}
 	for _, f := range flows {
-		if subset(f, completed) {
-			if d.Session != "" {
-				a.store.Write(ctx, func(tx storage.Tx) error { return tx.DeleteUIASession(ctx, session) })
-			}
-			return nil
+		if subset(f, res.rec.Completed) {
+			return res, nil
 		}
 	}
-	if err := save(session, completed); err != nil {
-		return err
+	if err := save(); err != nil {
+		return res, err
 	}
-	return challenge(session, completed, nil)
+	return res, challenge(res.session, res.rec.Completed, nil)
+}
+
+// finishUIA records a completed operation's result in its session (registration answers a
+// repeated request of the session with the same account) or forgets the session.
+func (a *Service) finishUIA(ctx context.Context, res uiaResult, result string) {
+	a.store.Write(ctx, func(tx storage.Tx) error {
+		if result == "" {
+			return tx.DeleteUIASession(ctx, res.session)
+		}
+		res.rec.Result = result
+		return tx.PutUIASession(ctx, res.session, res.rec)
+	})
 }
 
 func flowStages(flows [][]string) []string {

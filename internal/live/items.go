@@ -17,6 +17,9 @@ const (
 	KindReceipt
 	KindTyping
 	KindPresence
+	// KindAccountData is a user's account data change (only the deprecated global /events
+	// stream serves it; it is not kept in room windows).
+	KindAccountData
 )
 
 // Item is one entry of the stream as a room sees it, kept encoded: room events in client

@@ -8,6 +8,7 @@ package storage
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 
 	"porthole/internal/stream"
@@ -39,6 +40,16 @@ type Device struct {
 	LastSeenTS  int64
 	LastSeenIP  string
 	CreatedTS   int64
+}
+
+// UIASession is a user-interactive auth session: the operation it was started for, the
+// stages done, what the first request asked for (Params, so later requests need not repeat
+// it) and, once the operation ran, its result (Result; registration: the user ID).
+type UIASession struct {
+	Op        string          `json:"op"`
+	Completed []string        `json:"completed"`
+	Params    json.RawMessage `json:"params,omitempty"`
+	Result    string          `json:"result,omitempty"`
 }
 
 // TokenOwner is what an access token resolves to.
@@ -204,8 +215,7 @@ type Accounts interface {
 	TokenOwner(ctx context.Context, tokenHash string) (TokenOwner, error)
 	Devices(ctx context.Context, userID string) ([]Device, error)
 	Device(ctx context.Context, userID, deviceID string) (Device, error)
-	// UIASession returns the operation a UIA session was started for and its completed stages.
-	UIASession(ctx context.Context, sessionID string) (op string, completed []string, err error)
+	UIASession(ctx context.Context, sessionID string) (UIASession, error)
 	Filter(ctx context.Context, userID string, filterID int64) ([]byte, error)
 }
 
@@ -282,7 +292,7 @@ type Tx interface {
 	DeleteDevices(ctx context.Context, userID string, deviceIDs []string, keep string) ([]string, error)
 	CreateToken(ctx context.Context, tokenHash, userID, deviceID string) error
 	DeleteToken(ctx context.Context, tokenHash string) error
-	PutUIASession(ctx context.Context, sessionID, op string, completed []string) error
+	PutUIASession(ctx context.Context, sessionID string, s UIASession) error
 	DeleteUIASession(ctx context.Context, sessionID string) error
 	PutFilter(ctx context.Context, userID string, filter []byte) (int64, error)
 

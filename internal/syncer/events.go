@@ -2,6 +2,7 @@ package syncer
 
 import (
 	"context"
+	"encoding/json/jsontext"
 	"errors"
 	"slices"
 	"sort"
@@ -164,10 +165,11 @@ func renderItems(v *viewer, items []live.Item, judge func(i int) (bool, string),
 		events = append(events, shown{it.Event, m})
 	}
 	var (
-		typing   *live.Item
-		receipts []*live.Item
-		presence []*live.Item
-		anything bool
+		typing      *live.Item
+		receipts    []*live.Item
+		presence    []*live.Item
+		accountData []*live.Item
+		anything    bool
 	)
 	for i := range items {
 		it := &items[i]
@@ -185,6 +187,8 @@ func renderItems(v *viewer, items []live.Item, judge func(i int) (bool, string),
 		case live.KindPresence:
 			presence = slices.DeleteFunc(presence, func(p *live.Item) bool { return p.UserID == it.UserID })
 			presence = append(presence, it)
+		case live.KindAccountData:
+			accountData = append(accountData, it)
 		}
 	}
 	if !anything {
@@ -214,6 +218,10 @@ func renderItems(v *viewer, items []live.Item, judge func(i int) (bool, string),
 	for _, r := range receipts {
 		sep()
 		b = append(b, r.EDU...)
+	}
+	for _, a := range accountData {
+		sep()
+		b = append(b, a.EDU...)
 	}
 	res.chunk, res.visible = b, n > 0
 	return res
@@ -292,6 +300,21 @@ func (sy *Syncer) userItems(ctx context.Context, sess *auth.Session, from, to st
 				out = append(out, roomedItem{it, hist})
 			}
 		}
+	}
+	// The user's own account data (global, room data and tags) also flows here, as in
+	// Synapse's non-peeking stream.
+	ads, err := sy.store.AccountData(ctx, sess.UserID, from, to)
+	if err != nil {
+		return nil, mxerr.Internal(err)
+	}
+	for _, a := range ads {
+		edu := appendAccountData(nil, a)
+		if a.RoomID != "" {
+			edu = append(edu[:len(edu)-1], `,"room_id":`...)
+			edu, _ = jsontext.AppendQuote(edu, a.RoomID)
+			edu = append(edu, '}')
+		}
+		out = append(out, roomedItem{Item: live.Item{Pos: a.Pos, Kind: live.KindAccountData, EDU: edu}})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Pos < out[j].Pos })
 	return out, nil

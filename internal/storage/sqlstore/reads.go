@@ -112,20 +112,15 @@ func (r reader) Device(ctx context.Context, userID, deviceID string) (storage.De
 	return d, translate(err)
 }
 
-func (r reader) UIASession(ctx context.Context, sessionID string) (string, []string, error) {
+func (r reader) UIASession(ctx context.Context, sessionID string) (storage.UIASession, error) {
+	var s storage.UIASession
 	var raw string
 	if err := r.row(ctx, `SELECT completed FROM uia_sessions WHERE session_id = $1`, sessionID).Scan(&raw); err != nil {
-		return "", nil, translate(err)
+		return s, translate(err)
 	}
-	var s uiaRecord
+	// The completed column holds the whole session as JSON.
 	err := json.Unmarshal([]byte(raw), &s)
-	return s.Op, s.Completed, err
-}
-
-// uiaRecord is what the completed column of uia_sessions holds.
-type uiaRecord struct {
-	Op        string   `json:"op"`
-	Completed []string `json:"completed"`
+	return s, err
 }
 
 func (r reader) Filter(ctx context.Context, userID string, filterID int64) ([]byte, error) {

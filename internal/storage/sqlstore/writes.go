@@ -138,11 +138,15 @@ func (t *txn) DeleteToken(ctx context.Context, tokenHash string) error {
 	return mustAffect(t.exec(ctx, `DELETE FROM access_tokens WHERE token_hash = $1`, tokenHash))
 }
 
-func (t *txn) PutUIASession(ctx context.Context, sessionID, op string, completed []string) error {
-	if completed == nil {
-		completed = []string{}
+func (t *txn) PutUIASession(ctx context.Context, sessionID string, s storage.UIASession) error {
+	if s.Completed == nil {
+		s.Completed = []string{}
 	}
-	raw, _ := json.Marshal(uiaRecord{Op: op, Completed: completed})
+	raw, _ := json.Marshal(s)
+	// Sessions live a day; anyone can start one, so they must not pile up.
+	if _, err := t.exec(ctx, `DELETE FROM uia_sessions WHERE created_ts < $1`, time.Now().Add(-24*time.Hour).UnixMilli()); err != nil {
+		return err
+	}
 	_, err := t.exec(ctx, `INSERT INTO uia_sessions (session_id, completed, created_ts) VALUES ($1, $2, $3)
 		ON CONFLICT (session_id) DO UPDATE SET completed = excluded.completed`, sessionID, string(raw), time.Now().UnixMilli())
 	return err
