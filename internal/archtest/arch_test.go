@@ -1,0 +1,47 @@
+// Package archtest checks the import direction of shared/DESIGN.md: cmd → server →
+// api/client → services → storage/stream/visibility → mxerr; only server (and tests and
+// the benchmark tool) may import the SQL implementation.
+package archtest
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func TestImportDirection(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "porthole/...").Output()
+	if err != nil {
+		t.Skipf("go list unavailable: %v", err)
+	}
+	forbidden := map[string][]string{
+		"porthole/internal/storage":    {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/live", "porthole/internal/auth"},
+		"porthole/internal/stream":     {"porthole/internal/storage", "porthole/internal/api", "porthole/internal/live"},
+		"porthole/internal/visibility": {"porthole/internal/"},
+		"porthole/internal/mxerr":      {"porthole/internal/"},
+		"porthole/internal/live":       {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/storage/sqlstore"},
+		"porthole/internal/rooms":      {"porthole/internal/api", "porthole/internal/syncer", "porthole/internal/storage/sqlstore"},
+		"porthole/internal/syncer":     {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/storage/sqlstore"},
+		"porthole/internal/auth":       {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/storage/sqlstore"},
+		"porthole/internal/api/client": {"porthole/internal/storage/sqlstore", "porthole/internal/server"},
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) == 0 {
+			continue
+		}
+		pkg, imports := fields[0], fields[1:]
+		for prefix, banned := range forbidden {
+			if pkg != prefix && !strings.HasPrefix(pkg, prefix+"/") {
+				continue
+			}
+			for _, imp := range imports {
+				for _, b := range banned {
+					if strings.HasPrefix(imp, b) && !strings.HasPrefix(imp, pkg) {
+						t.Errorf("%s imports %s (layering)", pkg, imp)
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,72 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestSampleLoadsAsDefaults(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "porthole.yaml")
+	if err := os.WriteFile(path, []byte(Sample(Default())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(path)
+	if err != nil {
+		t.Fatalf("the generated config does not load: %v", err)
+	}
+	want := Default()
+	got.TrustedProxies, want.TrustedProxies = nil, nil
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("generated config differs from the defaults:\n%+v\n%+v", got, want)
+	}
+	if err := got.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidateReportsEverything(t *testing.T) {
+	c := Default()
+	c.Registration = "maybe"
+	c.Guests = "sometimes"
+	c.DefaultRoomVer = "9"
+	c.Listen = "nowhere"
+	c.Pprof = "0.0.0.0:6060"
+	c.TrustedProxies = []string{"not-an-ip"}
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("bad config accepted")
+	}
+	for _, want := range []string{"registration", "guests", "default_room_version", "listen", "pprof", "trusted_proxies"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s: %v", want, err)
+		}
+	}
+}
+
+func TestEnvAndUnknownKeys(t *testing.T) {
+	c := Default()
+	env := map[string]string{"PORTHOLE_SERVER_NAME": "example.org", "PORTHOLE_LONG_POLL_MAX": "90s", "PORTHOLE_PEEK_WINDOW": "1024",
+		"PORTHOLE_RATE_LIMIT_USER_PER_SECOND": "2.5", "PORTHOLE_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1"}
+	if err := c.ApplyEnv(func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if c.ServerName != "example.org" || c.LongPollMax.Seconds() != 90 || c.PeekWindow != 1024 || c.UserRequestsPerS != 2.5 || len(c.TrustedProxies) != 2 {
+		t.Fatalf("env not applied: %+v", c)
+	}
+	if err := c.ApplyEnv(func(k string) string {
+		if k == "PORTHOLE_PEEK_WINDOW" {
+			return "lots"
+		}
+		return ""
+	}); err == nil {
+		t.Fatal("bad env value accepted")
+	}
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(path, []byte("server_nmae: typo\n"), 0o600)
+	if _, err := Load(path); err == nil {
+		t.Fatal("unknown key accepted")
+	}
+}
