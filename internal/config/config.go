@@ -50,6 +50,10 @@ type Config struct {
 	// SQLite tuning.
 	SQLiteReaders int `yaml:"sqlite_readers"`
 
+	// PostgreSQL connection pool.
+	PGMaxConns        int           `yaml:"postgres_max_connections"`
+	PGConnMaxLifetime time.Duration `yaml:"postgres_conn_max_lifetime"`
+
 	// BcryptCost is the bcrypt work factor for passwords (4-31).
 	BcryptCost int `yaml:"bcrypt_cost"`
 
@@ -76,21 +80,23 @@ type Config struct {
 // Default returns the configuration used when nothing is given.
 func Default() Config {
 	return Config{
-		ServerName:      "localhost",
-		Listen:          "127.0.0.1:8008",
-		DataDir:         "./porthole-data",
-		Registration:    "open",
-		Guests:          "on",
-		DefaultRoomVer:  "10",
-		LogLevel:        "info",
-		LogFormat:       "text",
-		MaxRequestBody:  256 << 10,
-		LongPollDefault: 30 * time.Second,
-		LongPollMax:     60 * time.Second,
-		LongPollMin:     500 * time.Millisecond,
-		PeekWindow:      512,
-		SQLiteReaders:   8,
-		BcryptCost:      12,
+		ServerName:        "localhost",
+		Listen:            "127.0.0.1:8008",
+		DataDir:           "./porthole-data",
+		Registration:      "open",
+		Guests:            "on",
+		DefaultRoomVer:    "10",
+		LogLevel:          "info",
+		LogFormat:         "text",
+		MaxRequestBody:    256 << 10,
+		LongPollDefault:   30 * time.Second,
+		LongPollMax:       60 * time.Second,
+		LongPollMin:       500 * time.Millisecond,
+		PeekWindow:        512,
+		SQLiteReaders:     8,
+		PGMaxConns:        20,
+		PGConnMaxLifetime: 30 * time.Minute,
+		BcryptCost:        12,
 
 		RateLimit:         "on",
 		IPRequestsPerSec:  200,
@@ -238,6 +244,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConnections < 0 {
 		bad("max_connections must not be negative")
+	}
+	if c.PGMaxConns < 2 || c.PGMaxConns > 1000 {
+		bad("postgres_max_connections must be between 2 and 1000, not %d", c.PGMaxConns)
+	}
+	if c.PGConnMaxLifetime < 0 {
+		bad("postgres_conn_max_lifetime must not be negative")
 	}
 	if c.BcryptCost < 4 || c.BcryptCost > 31 {
 		bad("bcrypt_cost must be between 4 and 31, not %d", c.BcryptCost)

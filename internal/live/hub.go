@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"time"
 
 	"porthole/internal/storage"
 	"porthole/internal/stream"
@@ -125,6 +126,7 @@ func (h *Hub) publish(pubs []Published) {
 			h.log.Error("loading room to publish", "room", p.RoomID, "err", err)
 			continue
 		}
+		r.used.Store(time.Now().Unix())
 		r.apply(p)
 		// Members' /sync listeners subscribe to the room key (Notifier.ListenUser).
 		keys = append(keys, stream.RoomKey(p.RoomID))
@@ -143,6 +145,7 @@ func (h *Hub) Room(ctx context.Context, roomID string) (*Room, error) {
 	r := h.rooms[roomID]
 	h.mu.Unlock()
 	if r != nil {
+		r.used.Store(time.Now().Unix())
 		return r, nil
 	}
 	// Load under the write lock, so no item is published between reading storage and
@@ -164,10 +167,35 @@ func (h *Hub) roomLocked(ctx context.Context, roomID string) (*Room, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.used.Store(time.Now().Unix())
 	h.mu.Lock()
 	h.rooms[roomID] = r
 	h.mu.Unlock()
 	return r, nil
+}
+
+// Evict drops rooms and users not used for idle: idle rooms hold no memory. A dropped room
+// is loaded again from storage when next needed. Rooms with waiting long-polls are in use
+// (their requests read them on every wake-up and at their deadline).
+func (h *Hub) Evict(idle time.Duration) (rooms, users int) {
+	h.writeMu.Lock()
+	defer h.writeMu.Unlock()
+	cutoff := time.Now().Add(-idle).Unix()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id, r := range h.rooms {
+		if r.used.Load() < cutoff {
+			delete(h.rooms, id)
+			rooms++
+		}
+	}
+	for id, u := range h.users {
+		if u.used.Load() < cutoff {
+			delete(h.users, id)
+			users++
+		}
+	}
+	return rooms, users
 }
 
 // ActiveRooms is the number of rooms held in memory.

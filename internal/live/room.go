@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"porthole/internal/storage"
 	"porthole/internal/stream"
@@ -26,6 +27,8 @@ type Room struct {
 	ID      string
 	Version string
 	Creator string
+	// used is when the room was last read or written (unix seconds), for eviction.
+	used atomic.Int64
 
 	mu          sync.RWMutex
 	hv          string

@@ -3,6 +3,7 @@ package live
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"porthole/internal/storage"
 	"porthole/internal/stream"
@@ -83,5 +84,18 @@ func BenchmarkRoomItems(b *testing.B) {
 		if items, ok := r.Items(510, 512); !ok || len(items) != 2 {
 			b.Fatal(items)
 		}
+	}
+}
+
+func TestEvictIdle(t *testing.T) {
+	h := NewHub(nil, stream.NewNotifier(0), 16, nil)
+	r := testRoom(16)
+	h.rooms["!r"] = r
+	r.used.Store(1) // long ago
+	fresh := testRoom(16)
+	fresh.used.Store(time.Now().Unix())
+	h.rooms["!fresh"] = fresh
+	if rooms, _ := h.Evict(time.Minute); rooms != 1 || h.ActiveRooms() != 1 {
+		t.Fatalf("evicted %d, %d left", rooms, h.ActiveRooms())
 	}
 }

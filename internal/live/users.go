@@ -4,6 +4,8 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"sync/atomic"
+	"time"
 
 	"porthole/internal/storage"
 	"porthole/internal/stream"
@@ -14,6 +16,7 @@ import (
 type userState struct {
 	rooms          map[string]storage.Member
 	accountDataPos stream.Pos
+	used           atomic.Int64
 }
 
 // Memberships returns the user's memberships (any state), loading them on first use.
@@ -57,6 +60,7 @@ func (h *Hub) user(ctx context.Context, userID string) (*userState, error) {
 	u := h.users[userID]
 	h.mu.Unlock()
 	if u != nil {
+		u.used.Store(time.Now().Unix())
 		return u, nil
 	}
 	// Load under the write lock, so no membership change is published in between.
@@ -83,6 +87,7 @@ func (h *Hub) user(ctx context.Context, userID string) (*userState, error) {
 	for _, a := range ad {
 		u.accountDataPos = max(u.accountDataPos, a.Pos)
 	}
+	u.used.Store(time.Now().Unix())
 	h.mu.Lock()
 	h.users[userID] = u
 	h.mu.Unlock()

@@ -59,7 +59,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err != nil {
 		return nil, err
 	}
-	store, err := sqlstore.Open(ctx, cfg.DatabaseURL(), sqlstore.Options{SQLiteReaders: cfg.SQLiteReaders})
+	store, err := sqlstore.Open(ctx, cfg.DatabaseURL(), sqlstore.Options{
+		SQLiteReaders: cfg.SQLiteReaders, PGMaxConns: cfg.PGMaxConns, PGConnMaxLifetime: cfg.PGConnMaxLifetime,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("opening database: %w", err)
 	}
@@ -216,6 +218,21 @@ func (s *Server) startCrossNode() {
 			s.log.Error("catching up on the stream", "err", err)
 		}
 	}
+	// Idle rooms and users are dropped from memory, to be loaded again when needed.
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if rooms, users := s.hub.Evict(10 * time.Minute); rooms+users > 0 {
+					s.log.Debug("evicted idle rooms and users from memory", "rooms", rooms, "users", users)
+				}
+			}
+		}
+	}()
 	if !s.store.Shared() {
 		return
 	}

@@ -54,6 +54,11 @@ func (sy *Syncer) Events(ctx context.Context, sess *auth.Session, req EventsRequ
 	for {
 		ch := sy.notifier.Listen(key)
 		cur := sy.notifier.Current()
+		// Fetch the room again on every round: an idle room may have been evicted and
+		// loaded anew while this request waited.
+		if room, err = sy.hub.Room(ctx, req.RoomID); err != nil {
+			return nil, mxerr.Internal(err)
+		}
 		items, scanEnd, err := sy.roomItems(ctx, room, from, cur)
 		if err != nil {
 			return nil, err

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib"
@@ -51,8 +52,9 @@ var _ storage.Store = (*Store)(nil)
 
 // Options tunes the connection pools.
 type Options struct {
-	SQLiteReaders int
-	PGMaxConns    int
+	SQLiteReaders     int
+	PGMaxConns        int
+	PGConnMaxLifetime time.Duration
 }
 
 // Open connects to dsn ("sqlite://path", a plain file path, or "postgres://..."), applies
@@ -140,6 +142,7 @@ func openPostgres(dsn string, opts Options) (*Store, error) {
 	}
 	db.SetMaxOpenConns(n)
 	db.SetMaxIdleConns(n)
+	db.SetConnMaxLifetime(opts.PGConnMaxLifetime)
 	if err := db.Ping(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)

@@ -1,0 +1,192 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"strings"
+	"testing"
+
+	_ "github.com/mattn/go-sqlite3"
+
+	"porthole/internal/hstest"
+	"porthole/internal/storage"
+	"porthole/internal/storage/sqlstore"
+	"porthole/internal/stream"
+)
+
+// engines returns a fresh store on SQLite, and on PostgreSQL when PORTHOLE_TEST_POSTGRES
+// is set: the same conformance checks run on both.
+func engines(t *testing.T) map[string]storage.Store {
+	out := map[string]storage.Store{}
+	open := func(name, dsn string) {
+		s, err := sqlstore.Open(context.Background(), dsn, sqlstore.Options{})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		t.Cleanup(func() { s.Close() })
+		out[name] = s
+	}
+	dir := t.TempDir()
+	open("sqlite", "sqlite://"+dir+"/c.db")
+	if hstest.PostgresDSN() != "" {
+		open("postgres", hstest.FreshDatabase(t, ""))
+	}
+	return out
+}
+
+func strp(s string) *string { return &s }
+
+func TestConformance(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			write := func(fn func(tx storage.Tx) error) {
+				t.Helper()
+				if err := s.Write(ctx, fn); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Not found is ErrNotFound, never nil; unique records conflict.
+			if _, err := s.User(ctx, "@nobody:hs"); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("missing user: %v", err)
+			}
+			write(func(tx storage.Tx) error { return tx.CreateUser(ctx, storage.User{ID: "@a:hs", CreatedTS: 1}) })
+			err := s.Write(ctx, func(tx storage.Tx) error { return tx.CreateUser(ctx, storage.User{ID: "@a:hs", CreatedTS: 1}) })
+			if !errors.Is(err, storage.ErrConflict) {
+				t.Fatalf("duplicate user: %v", err)
+			}
+			// A failed transaction leaves nothing behind, positions included.
+			before, _ := s.MaxPos(ctx)
+			boom := errors.New("boom")
+			err = s.Write(ctx, func(tx storage.Tx) error {
+				tx.NextPos(ctx)
+				tx.CreateUser(ctx, storage.User{ID: "@b:hs", CreatedTS: 1})
+				return boom
+			})
+			if !errors.Is(err, boom) {
+				t.Fatal(err)
+			}
+			if after, _ := s.MaxPos(ctx); after != before {
+				t.Fatalf("rolled-back position visible: %d -> %d", before, after)
+			}
+			if _, err := s.User(ctx, "@b:hs"); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatal("rolled-back user visible")
+			}
+			// Positions increase by one per taker.
+			var p1, p2 stream.Pos
+			write(func(tx storage.Tx) error {
+				if err := tx.LockStream(ctx); err != nil {
+					return err
+				}
+				p1, _ = tx.NextPos(ctx)
+				p2, _ = tx.NextPos(ctx)
+				return tx.Notify(ctx, "porthole_test", "x")
+			})
+			if p2 != p1+1 || p1 != before+1 {
+				t.Fatalf("positions %d %d after %d", p1, p2, before)
+			}
+			// Rooms, events, state at a position and current state.
+			room := storage.Room{ID: "!r:hs", Version: "10", Creator: "@a:hs", CreatedPos: p1}
+			var evPos [4]stream.Pos
+			write(func(tx storage.Tx) error {
+				if err := tx.CreateRoom(ctx, room); err != nil {
+					return err
+				}
+				for i, topic := range []string{"one", "two", "three"} {
+					pos, _ := tx.NextPos(ctx)
+					evPos[i] = pos
+					e := &storage.Event{Pos: pos, ID: "$t" + topic, RoomID: room.ID, Type: "m.room.topic", StateKey: strp(""), Sender: "@a:hs",
+						Depth: int64(i + 1), OriginTS: 1, PDU: []byte(`{"content":{"topic":"` + topic + `"}}`), Visibility: "shared"}
+					if err := tx.InsertEvent(ctx, e); err != nil {
+						return err
+					}
+					if err := tx.SetCurrentState(ctx, room.ID, "m.room.topic", "", e.ID, pos); err != nil {
+						return err
+					}
+				}
+				pos, _ := tx.NextPos(ctx)
+				evPos[3] = pos
+				return tx.InsertEvent(ctx, &storage.Event{Pos: pos, ID: "$msg", RoomID: room.ID, Type: "m.room.message", Sender: "@a:hs",
+					Depth: 4, OriginTS: 1, PDU: []byte(`{"content":{"body":"hi"}}`), Visibility: "shared", TxnID: "t1", TxnDevice: "D"})
+			})
+			cur, err := s.CurrentState(ctx, room.ID, storage.StateKeyOf{Type: "m.room.topic"}, storage.StateKeyOf{Type: "m.room.name"})
+			if err != nil || len(cur) != 1 || cur[0].ID != "$tthree" {
+				t.Fatalf("current state: %v %v", cur, err)
+			}
+			at, err := s.StateAt(ctx, room.ID, evPos[1], storage.StateKeyOf{Type: "m.room.topic"})
+			if err != nil || len(at) != 1 || at[0].ID != "$ttwo" {
+				t.Fatalf("state at: %v %v", at, err)
+			}
+			all, err := s.StateAt(ctx, room.ID, evPos[0])
+			if err != nil || len(all) != 1 || all[0].ID != "$tone" {
+				t.Fatalf("full state at: %v %v", all, err)
+			}
+			changes, err := s.StateChanges(ctx, room.ID, evPos[0], evPos[3])
+			if err != nil || len(changes) != 1 || changes[0].ID != "$tthree" {
+				t.Fatalf("state changes: %v %v", changes, err)
+			}
+			fwd, _ := s.RoomEvents(ctx, room.ID, evPos[0], evPos[3], true, 10)
+			back, _ := s.RoomEvents(ctx, room.ID, evPos[3], evPos[0], false, 2)
+			if len(fwd) != 3 || fwd[0].ID != "$ttwo" || len(back) != 2 || back[0].ID != "$msg" || back[1].ID != "$tthree" {
+				t.Fatalf("room events: %v / %v", fwd, back)
+			}
+			if e, err := s.EventByID(ctx, "$msg"); err != nil || e.TxnID != "t1" || e.TxnDevice != "D" || e.StateKey != nil {
+				t.Fatalf("event: %+v %v", e, err)
+			}
+			// Everything in a range, as a catching-up node reads it.
+			var rcpt, ad stream.Pos
+			write(func(tx storage.Tx) error {
+				rcpt, _ = tx.NextPos(ctx)
+				if err := tx.PutReceipt(ctx, storage.Receipt{Pos: rcpt, RoomID: room.ID, Type: "m.read", UserID: "@a:hs", EventID: "$msg", EventPos: evPos[3], TS: 5}); err != nil {
+					return err
+				}
+				ad, _ = tx.NextPos(ctx)
+				if err := tx.PutAccountData(ctx, storage.AccountData{UserID: "@a:hs", Type: "x", Content: []byte(`{}`), Pos: ad}); err != nil {
+					return err
+				}
+				tp, _ := tx.NextPos(ctx)
+				if err := tx.PutTyping(ctx, storage.Typing{RoomID: room.ID, Pos: tp, UserIDs: []string{"@a:hs"}}); err != nil {
+					return err
+				}
+				pp, _ := tx.NextPos(ctx)
+				return tx.PutPresence(ctx, storage.Presence{UserID: "@a:hs", State: "online", LastActiveTS: 9, Pos: pp})
+			})
+			batch, err := s.StreamRange(ctx, evPos[2], rcpt+3)
+			if err != nil || len(batch.Events) != 1 || len(batch.Receipts) != 1 || batch.Receipts[0].EventPos != evPos[3] ||
+				len(batch.AccountData) != 1 || len(batch.Typing) != 1 || batch.Typing[0].UserIDs[0] != "@a:hs" || len(batch.Presence) != 1 {
+				t.Fatalf("stream range: %+v %v", batch, err)
+			}
+			// UIA sessions keep their whole record.
+			write(func(tx storage.Tx) error {
+				return tx.PutUIASession(ctx, "sess", storage.UIASession{Op: "register", Completed: []string{"m.login.dummy"}, Params: []byte(`{"a":1}`), Result: "@a:hs"})
+			})
+			if u, err := s.UIASession(ctx, "sess"); err != nil || u.Op != "register" || u.Result != "@a:hs" || string(u.Params) != `{"a":1}` || len(u.Completed) != 1 {
+				t.Fatalf("uia: %+v %v", u, err)
+			}
+		})
+	}
+}
+
+func TestMigrations(t *testing.T) {
+	dir := t.TempDir()
+	for i := 0; i < 2; i++ {
+		s, err := sqlstore.Open(context.Background(), "sqlite://"+dir+"/m.db", sqlstore.Options{})
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+		s.Close()
+	}
+	// A database written by a newer Porthole is refused, not half-used.
+	db, err := sql.Open("sqlite3", dir+"/m.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`INSERT INTO schema_migrations (version, applied_ts) VALUES (999, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	if _, err := sqlstore.Open(context.Background(), "sqlite://"+dir+"/m.db", sqlstore.Options{}); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("newer schema accepted: %v", err)
+	}
+}
