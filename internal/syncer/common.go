@@ -55,6 +55,32 @@ func (sy *Syncer) ClampTimeout(d time.Duration) time.Duration {
 	return min(max(d, sy.cfg.MinTimeout), sy.cfg.MaxTimeout)
 }
 
+// longPoll is the pattern every long-poll follows: listen first, then read everything up to
+// the committed position, and answer when the read found something (or no wait was asked
+// for); otherwise wait for a wake-up and read again, until the deadline. Listening before
+// reading means an item committed in between still wakes the request.
+func (sy *Syncer) longPoll(ctx context.Context, sess *auth.Session, timeout time.Duration,
+	listen func() (<-chan struct{}, error), read func(cur stream.Pos) (body []byte, ready bool, err error)) ([]byte, error) {
+	deadline := sy.now().Add(timeout)
+	for {
+		ch, err := listen()
+		if err != nil {
+			return nil, err
+		}
+		body, ready, err := read(sy.notifier.Current())
+		if err != nil || ready || timeout == 0 {
+			return body, err
+		}
+		woken, err := sy.wait(ctx, sess, ch, deadline)
+		if err != nil {
+			return nil, err
+		}
+		if !woken {
+			return body, nil
+		}
+	}
+}
+
 // errRevoked ends a long-poll whose token was revoked while it waited.
 var errRevoked = mxerr.UnknownToken("Access token has been revoked")
 

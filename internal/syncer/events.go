@@ -49,33 +49,23 @@ func (sy *Syncer) Events(ctx context.Context, sess *auth.Session, req EventsRequ
 	if req.From != nil {
 		from = *req.From
 	}
-	deadline := sy.now().Add(req.Timeout)
 	key := stream.RoomKey(req.RoomID)
-	for {
-		ch := sy.notifier.Listen(key)
-		cur := sy.notifier.Current()
+	listen := func() (<-chan struct{}, error) { return sy.notifier.Listen(key), nil }
+	return sy.longPoll(ctx, sess, req.Timeout, listen, func(cur stream.Pos) ([]byte, bool, error) {
 		// Fetch the room again on every round: an idle room may have been evicted and
 		// loaded anew while this request waited.
-		if room, err = sy.hub.Room(ctx, req.RoomID); err != nil {
-			return nil, mxerr.Internal(err)
+		room, err := sy.hub.Room(ctx, req.RoomID)
+		if err != nil {
+			return nil, false, mxerr.Internal(err)
 		}
 		items, scanEnd, err := sy.roomItems(ctx, room, from, cur)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		v := sy.newViewer(sess, room, !joined)
-		res := renderStream(v, items, from, scanEnd, req.Limit)
-		if res.visible || req.Timeout == 0 || scanEnd < cur {
-			return res.body(from), nil
-		}
-		woken, err := sy.wait(ctx, sess, ch, deadline)
-		if err != nil {
-			return nil, err
-		}
-		if !woken {
-			return res.body(from), nil
-		}
-	}
+		res := renderStream(sy.newViewer(sess, room, !joined), items, from, scanEnd, req.Limit)
+		// A storage read that stopped early answers now, so the client continues.
+		return res.body(from), res.visible || scanEnd < cur, nil
+	})
 }
 
 // roomItems returns the room's items in (from, to] from its window or, for tokens older
@@ -239,30 +229,15 @@ func (sy *Syncer) globalEvents(ctx context.Context, sess *auth.Session, req Even
 	if req.From != nil {
 		from = *req.From
 	}
-	deadline := sy.now().Add(req.Timeout)
-	for {
-		ch, err := sy.listenUser(ctx, sess.UserID)
-		if err != nil {
-			return nil, err
-		}
-		cur := sy.notifier.Current()
+	listen := func() (<-chan struct{}, error) { return sy.listenUser(ctx, sess.UserID) }
+	return sy.longPoll(ctx, sess, req.Timeout, listen, func(cur stream.Pos) ([]byte, bool, error) {
 		items, err := sy.userItems(ctx, sess, from, cur)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		v := sy.newViewer(sess, nil, false)
-		res := renderMulti(v, items, from, cur, req.Limit)
-		if res.visible || req.Timeout == 0 {
-			return res.body(from), nil
-		}
-		woken, err := sy.wait(ctx, sess, ch, deadline)
-		if err != nil {
-			return nil, err
-		}
-		if !woken {
-			return res.body(from), nil
-		}
-	}
+		res := renderMulti(sy.newViewer(sess, nil, false), items, from, cur, req.Limit)
+		return res.body(from), res.visible, nil
+	})
 }
 
 // roomedItem is an item with the viewer's membership history in its room.

@@ -101,28 +101,16 @@ func (sy *Syncer) Sync(ctx context.Context, sess *auth.Session, req SyncRequest)
 	if req.Filter == nil {
 		req.Filter = &filter.Filter{}
 	}
-	deadline := sy.now().Add(req.Timeout)
-	for {
-		ch, err := sy.listenUser(ctx, sess.UserID)
-		if err != nil {
-			return nil, err
-		}
-		cur := sy.notifier.Current()
+	listen := func() (<-chan struct{}, error) { return sy.listenUser(ctx, sess.UserID) }
+	return sy.longPoll(ctx, sess, req.Timeout, listen, func(cur stream.Pos) ([]byte, bool, error) {
 		resp, err := sy.buildSync(ctx, sess, req, cur)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
-		if req.Since == nil || req.Timeout == 0 || !resp.empty() || *req.Since > cur {
-			return json.Marshal(resp)
-		}
-		woken, err := sy.wait(ctx, sess, ch, deadline)
-		if err != nil {
-			return nil, err
-		}
-		if !woken {
-			return json.Marshal(resp)
-		}
-	}
+		body, err := json.Marshal(resp)
+		// An initial sync, or a token from the future, answers at once.
+		return body, req.Since == nil || !resp.empty() || *req.Since > cur, err
+	})
 }
 
 // listenUser registers a long-poll for anything concerning the user: their own key, and
