@@ -290,7 +290,26 @@ func (s *Service) PutAccountData(ctx context.Context, userID, roomID, dataType s
 }
 
 func (s *Service) putAccountData(ctx context.Context, userID, roomID, dataType string, content []byte) error {
+	return s.UpdateAccountData(ctx, userID, roomID, dataType, func([]byte) ([]byte, error) { return content, nil })
+}
+
+// UpdateAccountData replaces an account-data item with what change makes of its current
+// content (nil when there is none). It reads and writes in one stream transaction, so two
+// changes at once, on any node, never lose one another.
+func (s *Service) UpdateAccountData(ctx context.Context, userID, roomID, dataType string, change func(old []byte) ([]byte, error)) error {
+	var changeErr error
 	_, err := s.hub.Commit(ctx, func(tx storage.Tx) ([]live.Published, error) {
+		var old []byte
+		if cur, err := tx.AccountDataItem(ctx, userID, roomID, dataType); err == nil {
+			old = cur.Content
+		} else if !errors.Is(err, storage.ErrNotFound) {
+			return nil, err
+		}
+		content, err := change(old)
+		if err != nil {
+			changeErr = err
+			return nil, err
+		}
 		pos, err := tx.NextPos(ctx)
 		if err != nil {
 			return nil, err
@@ -301,6 +320,9 @@ func (s *Service) putAccountData(ctx context.Context, userID, roomID, dataType s
 		}
 		return []live.Published{{Item: live.Item{Pos: pos}, Users: []string{userID}, AccountDataOf: userID}}, nil
 	})
+	if changeErr != nil {
+		return changeErr
+	}
 	if err != nil {
 		return mxerr.Internal(err)
 	}
@@ -320,19 +342,24 @@ func (s *Service) AccountData(ctx context.Context, userID, roomID, dataType stri
 
 // Tags returns the room's m.tag content ({"tags": {...}}).
 func (s *Service) Tags(ctx context.Context, userID, roomID string) (map[string]jsontext.Value, error) {
-	tags := map[string]jsontext.Value{}
 	a, err := s.store.AccountDataItem(ctx, userID, roomID, "m.tag")
-	if err == nil {
-		var c struct {
-			Tags map[string]jsontext.Value `json:"tags"`
-		}
-		if json.Unmarshal(a.Content, &c) == nil && c.Tags != nil {
-			tags = c.Tags
-		}
-	} else if !errors.Is(err, storage.ErrNotFound) {
+	if errors.Is(err, storage.ErrNotFound) {
+		return map[string]jsontext.Value{}, nil
+	} else if err != nil {
 		return nil, mxerr.Internal(err)
 	}
-	return tags, nil
+	return parseTags(a.Content), nil
+}
+
+// parseTags reads the tags out of m.tag content; anything unreadable is no tags.
+func parseTags(content []byte) map[string]jsontext.Value {
+	var c struct {
+		Tags map[string]jsontext.Value `json:"tags"`
+	}
+	if json.Unmarshal(content, &c) != nil || c.Tags == nil {
+		return map[string]jsontext.Value{}
+	}
+	return c.Tags
 }
 
 // SetTag adds (content non-nil) or removes a tag on a room.
@@ -340,21 +367,20 @@ func (s *Service) SetTag(ctx context.Context, userID, roomID, tag string, conten
 	if tag == "" || len(tag) > 255 {
 		return mxerr.InvalidParam("Invalid tag")
 	}
-	tags, err := s.Tags(ctx, userID, roomID)
-	if err != nil {
-		return err
+	if content != nil && content.Kind() != '{' {
+		return mxerr.BadJSON("Tag content must be a JSON object")
 	}
-	if content == nil {
-		delete(tags, tag)
-	} else {
-		if content.Kind() != '{' {
-			return mxerr.BadJSON("Tag content must be a JSON object")
+	return s.UpdateAccountData(ctx, userID, roomID, "m.tag", func(old []byte) ([]byte, error) {
+		tags := parseTags(old)
+		if content == nil {
+			delete(tags, tag)
+		} else {
+			tags[tag] = content
 		}
-		tags[tag] = content
-	}
-	raw, err := json.Marshal(map[string]any{"tags": tags}, json.Deterministic(true))
-	if err != nil {
-		return mxerr.Internal(err)
-	}
-	return s.putAccountData(ctx, userID, roomID, "m.tag", raw)
+		raw, err := json.Marshal(map[string]any{"tags": tags}, json.Deterministic(true))
+		if err != nil {
+			return nil, mxerr.Internal(err)
+		}
+		return raw, nil
+	})
 }

@@ -14,6 +14,7 @@ import (
 	"porthole/internal/filter"
 	"porthole/internal/live"
 	"porthole/internal/mxerr"
+	"porthole/internal/push"
 	"porthole/internal/storage"
 	"porthole/internal/stream"
 	"porthole/internal/visibility"
@@ -221,10 +222,30 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 			}
 		}
 	}
+	sawPushRules := false
 	for _, a := range accountData {
-		if a.RoomID == "" && f.AccountData.Allows(a.Type, sess.UserID) {
+		if a.RoomID != "" {
+			continue
+		}
+		if a.Type == push.AccountDataType {
+			sawPushRules = true
+			// Stored rules are rebuilt on the current server defaults, as GET /pushrules does.
+			if a.Content, err = push.Encode(push.Load(a.Content, sess.UserID)); err != nil {
+				return nil, mxerr.Internal(err)
+			}
+		}
+		if f.AccountData.Allows(a.Type, sess.UserID) {
 			resp.AccountData.Events = append(resp.AccountData.Events, appendAccountData(nil, a))
 		}
+	}
+	// An initial sync always carries the push rules, as Synapse's does; guests have none.
+	if w.initial && !sawPushRules && !sess.IsGuest && f.AccountData.Allows(push.AccountDataType, sess.UserID) {
+		content, err := push.Encode(push.Defaults(sess.UserID))
+		if err != nil {
+			return nil, mxerr.Internal(err)
+		}
+		resp.AccountData.Events = append(resp.AccountData.Events,
+			appendAccountData(nil, storage.AccountData{Type: push.AccountDataType, Content: content}))
 	}
 	// The user's own presence reaches them through their rooms; alone, ask storage.
 	if !presence.viaRooms {

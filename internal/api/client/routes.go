@@ -159,6 +159,15 @@ func (a *API) routes() []route {
 		{method: "GET", path: "/user/{userId}/rooms/{roomId}/tags", access: members, h: a.getTags},
 		{method: "PUT", path: "/user/{userId}/rooms/{roomId}/tags/{tag}", access: members, h: a.putTag},
 		{method: "DELETE", path: "/user/{userId}/rooms/{roomId}/tags/{tag}", access: members, h: a.deleteTag},
+
+		// One pattern per method: the handlers parse scope, kind, rule ID and attribute, so
+		// that every malformed path gets the spec's 400 rather than a 404.
+		{method: "GET", path: "/pushrules/{path...}", access: members, h: a.getPushRules},
+		// Without the slash it is not an endpoint (as in Synapse); stated here because the
+		// mux would otherwise redirect it to the pattern above.
+		{method: "GET", path: "/pushrules", access: public, h: notAnEndpoint},
+		{method: "PUT", path: "/pushrules/{path...}", access: members, h: a.putPushRule},
+		{method: "DELETE", path: "/pushrules/{path...}", access: members, h: a.deletePushRule},
 	}
 }
 
