@@ -64,6 +64,21 @@ func (s *Service) SetState(ctx context.Context, sess *auth.Session, roomID, evTy
 	if err := s.validateState(ctx, roomID, evType, content); err != nil {
 		return "", err
 	}
+	if evType == "m.room.member" && sess.IsGuest {
+		// Through this route as through /join and /leave: a guest changes only its own
+		// membership, only to join or leave, and its join says it is a guest, so that
+		// revoking guest access finds it.
+		membership := stringField(content, "membership")
+		if stateKey != sess.UserID || (membership != visibility.Join && membership != visibility.Leave) {
+			return "", mxerr.Forbidden("Guest access not allowed")
+		}
+		if membership == visibility.Join {
+			var err error
+			if content, err = withField(content, "kind", "guest"); err != nil {
+				return "", err
+			}
+		}
+	}
 	var eventID string
 	_, err := s.write(ctx, roomID, func(pc *persistContext) error {
 		key := storage.StateKeyOf{Type: evType, StateKey: stateKey}
@@ -218,3 +233,13 @@ func powerLevels(ctx context.Context, r storage.Reader, room storage.Room) (*eve
 }
 
 func stateType(t string) event.Type { return event.Type{Type: t, Class: event.StateEventType} }
+
+// withField returns a JSON object with key set to the string value.
+func withField(content jsontext.Value, key, value string) (jsontext.Value, error) {
+	var c map[string]jsontext.Value
+	if err := json.Unmarshal(content, &c); err != nil {
+		return nil, mxerr.BadJSON("Content must be a JSON object")
+	}
+	c[key] = mustJSON(value)
+	return mustJSON(c), nil
+}

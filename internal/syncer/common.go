@@ -81,6 +81,25 @@ func (sy *Syncer) longPoll(ctx context.Context, sess *auth.Session, timeout time
 	}
 }
 
+// resolveFrom returns the position a request's token names (nil: now), as this node sees
+// it. A token ahead of this node usually comes from another node that committed first:
+// catch up with storage before judging it, so the client neither waits for nor is sent
+// again what it already has. A token still ahead after that was never handed out; it
+// counts as now, as in Synapse.
+func (sy *Syncer) resolveFrom(ctx context.Context, p *stream.Pos) (stream.Pos, error) {
+	cur := sy.notifier.Current()
+	if p == nil {
+		return cur, nil
+	}
+	if *p <= cur {
+		return *p, nil
+	}
+	if err := sy.hub.CatchUpAll(ctx); err != nil {
+		return 0, mxerr.Internal(err)
+	}
+	return min(*p, sy.notifier.Current()), nil
+}
+
 // errRevoked ends a long-poll whose token was revoked while it waited.
 var errRevoked = mxerr.UnknownToken("Access token has been revoked")
 
@@ -153,8 +172,8 @@ func errNoAccess(roomID string) *mxerr.Error {
 }
 
 // access decides how sess may read roomID: joined members read everything, users who
-// left read up to their leave (unless they forgot the room), and anyone may peek while the
-// room is world-readable. Everyone else, unknown rooms included, gets 403.
+// left read up to their leave (unless they forgot the room), and anyone (banned users
+// included) may peek while the room is world-readable. Everyone else, unknown rooms included, gets 403.
 func (sy *Syncer) access(ctx context.Context, sess *auth.Session, roomID string) (*roomAccess, error) {
 	room, err := sy.hub.Room(ctx, roomID)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -166,7 +185,9 @@ func (sy *Syncer) access(ctx context.Context, sess *auth.Session, roomID string)
 	switch a.membership {
 	case visibility.Join:
 		return a, nil
-	case visibility.Leave, visibility.Ban:
+	case visibility.Leave:
+		// Only a user who left keeps a view of the past; a banned user is a stranger, as
+		// in Synapse (and may still peek a world-readable room).
 		m, err := sy.store.Member(ctx, roomID, sess.UserID)
 		if err != nil {
 			return nil, mxerr.Internal(err)

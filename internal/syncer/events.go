@@ -45,9 +45,9 @@ func (sy *Syncer) Events(ctx context.Context, sess *auth.Session, req EventsRequ
 	if !joined && !room.WorldReadable() {
 		return nil, mxerr.Forbidden("Non-joined access not allowed")
 	}
-	from := sy.notifier.Current()
-	if req.From != nil {
-		from = *req.From
+	from, err := sy.resolveFrom(ctx, req.From)
+	if err != nil {
+		return nil, err
 	}
 	key := stream.RoomKey(req.RoomID)
 	listen := func() (<-chan struct{}, error) { return sy.notifier.Listen(key), nil }
@@ -223,11 +223,12 @@ func renderItems(v *viewer, items []live.Item, judge func(i int) (bool, string),
 }
 
 // globalEvents is the deprecated /events without room_id: everything in the rooms the
-// user is joined to (and their own leave from others), for real users only.
+// user is joined to, their own leave from others and invites to new ones, for real users
+// only.
 func (sy *Syncer) globalEvents(ctx context.Context, sess *auth.Session, req EventsRequest) ([]byte, error) {
-	from := sy.notifier.Current()
-	if req.From != nil {
-		from = *req.From
+	from, err := sy.resolveFrom(ctx, req.From)
+	if err != nil {
+		return nil, err
 	}
 	listen := func() (<-chan struct{}, error) { return sy.listenUser(ctx, sess.UserID) }
 	return sy.longPoll(ctx, sess, req.Timeout, listen, func(cur stream.Pos) ([]byte, bool, error) {
@@ -244,6 +245,9 @@ func (sy *Syncer) globalEvents(ctx context.Context, sess *auth.Session, req Even
 type roomedItem struct {
 	live.Item
 	history []live.Change
+	// own marks the viewer's own invite, which reaches them whatever the room's history
+	// visibility (as in Synapse, the caller's own membership events always do).
+	own bool
 }
 
 // userItems collects the items of every room the user is or was in, in (from, to]; rooms
@@ -254,6 +258,7 @@ func (sy *Syncer) userItems(ctx context.Context, sess *auth.Session, from, to st
 		return nil, mxerr.Internal(err)
 	}
 	var out []roomedItem
+	var invites []string
 	for _, m := range ms {
 		upTo := to
 		switch m.Membership {
@@ -263,6 +268,11 @@ func (sy *Syncer) userItems(ctx context.Context, sess *auth.Session, from, to st
 				continue
 			}
 			upTo = min(m.Pos, to)
+		case visibility.Invite:
+			if m.Pos > from && m.Pos <= to {
+				invites = append(invites, m.EventID)
+			}
+			continue
 		default:
 			continue
 		}
@@ -277,8 +287,17 @@ func (sy *Syncer) userItems(ctx context.Context, sess *auth.Session, from, to st
 		hist := room.History(sess.UserID)
 		for _, it := range items {
 			if it.Pos <= scanEnd {
-				out = append(out, roomedItem{it, hist})
+				out = append(out, roomedItem{Item: it, history: hist})
 			}
+		}
+	}
+	if len(invites) > 0 {
+		evs, err := sy.store.EventsByIDs(ctx, invites)
+		if err != nil {
+			return nil, mxerr.Internal(err)
+		}
+		for i := range evs {
+			out = append(out, roomedItem{Item: live.EventItem(&evs[i]), own: true})
 		}
 	}
 	// The user's own account data (global, room data and tags) also flows here, as in
@@ -308,6 +327,9 @@ func renderMulti(v *viewer, items []roomedItem, from, to stream.Pos, limit int) 
 		flat[i], histories[i] = it.Item, it.history
 	}
 	judge := func(i int) (bool, string) {
+		if items[i].own {
+			return true, visibility.Invite
+		}
 		m := live.MembershipAt(histories[i], flat[i].Pos)
 		return visibility.CanSee(flat[i].Event.Visibility, m, false), m
 	}

@@ -36,19 +36,20 @@ func intParam(r *http.Request, name string, def, maxVal int) (int, error) {
 	return int(min(n, int64(maxVal))), nil
 }
 
-// timeoutParam parses a timeout in milliseconds; non-integers are 400 M_UNKNOWN (as
-// Synapse answers), negative values count as zero.
+// timeoutParam parses a timeout in milliseconds. Non-integers, and an empty value, are
+// 400 M_UNKNOWN (as Synapse answers); a negative value comes back negative, for the
+// endpoint to decide what it means.
 func timeoutParam(r *http.Request, def time.Duration) (time.Duration, error) {
 	raw, ok := query(r, "timeout")
-	if !ok || raw == "" {
+	if !ok {
 		return def, nil
 	}
 	n, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil {
 		return 0, mxerr.Unknown("timeout must be in milliseconds.")
 	}
-	if n <= 0 {
-		return 0, nil
+	if n < 0 {
+		return -time.Millisecond, nil
 	}
 	if n > int64(24*time.Hour/time.Millisecond) {
 		n = int64(24 * time.Hour / time.Millisecond)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"porthole/internal/auth"
 	"porthole/internal/filter"
@@ -45,6 +46,10 @@ func (a *API) events(w http.ResponseWriter, r *http.Request, s *auth.Session) er
 	timeout, err := timeoutParam(r, a.cfg.DefaultTimeout)
 	if err != nil {
 		return err
+	}
+	if timeout < 0 {
+		// As in Synapse, a negative timeout is a short wait (the floor), not none.
+		timeout = time.Nanosecond
 	}
 	timeout = a.sync.ClampTimeout(timeout)
 	release, err := a.longPoll(r, s, timeout)

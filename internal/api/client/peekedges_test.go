@@ -1,0 +1,134 @@
+package client_test
+
+import (
+	"net/url"
+	"testing"
+	"time"
+
+	"porthole/internal/config"
+	"porthole/internal/hstest"
+)
+
+// A guest joining through the state route is stamped kind: guest like one using /join,
+// so revoking guest access finds it; it may not change anyone else's membership.
+func TestGuestMembershipThroughStateRoute(t *testing.T) {
+	s := hstest.New(t)
+	owner := s.Register(t, "")
+	room := owner.CreateRoom(t, map[string]any{"preset": "private_chat", "invite": []string{}})
+	owner.SetState(t, room, "m.room.join_rules", "", map[string]string{"join_rule": "public"})
+	g := s.Guest(t)
+	memberPath := func(c *hstest.Client) string {
+		return hstest.Room(room) + "/state/m.room.member/" + url.PathEscape(c.UserID)
+	}
+	g.Must(t, 200, "PUT", memberPath(g), map[string]any{"membership": "join"})
+	if got := owner.Must(t, 200, "GET", memberPath(g), nil); got.Get("kind").String() != "guest" {
+		t.Fatalf("guest join through the state route: %s", got)
+	}
+	// Rewriting its member event cannot drop the stamp.
+	g.Must(t, 200, "PUT", memberPath(g), map[string]any{"membership": "join", "displayname": "V", "kind": "user"})
+	if got := owner.Must(t, 200, "GET", memberPath(g), nil); got.Get("kind").String() != "guest" || got.Get("displayname").String() != "V" {
+		t.Fatalf("guest rewrite: %s", got)
+	}
+	bob := s.Register(t, "")
+	g.MustErr(t, 403, "M_FORBIDDEN", "PUT", memberPath(bob), map[string]any{"membership": "invite"})
+	g.MustErr(t, 403, "M_FORBIDDEN", "PUT", memberPath(g), map[string]any{"membership": "ban"})
+	if got := owner.Do(t, "GET", memberPath(bob), nil); got.Status != 404 {
+		t.Fatalf("a guest's refused invite left a trace: %s", got)
+	}
+	owner.SetState(t, room, "m.room.guest_access", "", map[string]string{"guest_access": "forbidden"})
+	if got := owner.Must(t, 200, "GET", memberPath(g), nil).Get("membership").String(); got != "leave" {
+		t.Fatalf("guest not made to leave on revocation: %s", got)
+	}
+}
+
+// A banned user is a stranger: no view of the past (unlike a user who left), but it may
+// peek while the room is world-readable.
+func TestBannedUserIsAStranger(t *testing.T) {
+	s := hstest.New(t)
+	owner := s.Register(t, "")
+	bob := s.Register(t, "")
+	room := owner.CreateRoom(t, map[string]any{"preset": "public_chat"})
+	bob.Join(t, room)
+	owner.Send(t, room, "while bob was here")
+	owner.Must(t, 200, "POST", hstest.Room(room)+"/ban", map[string]any{"user_id": bob.UserID})
+	owner.Send(t, room, "after the ban")
+	for _, p := range []string{"/initialSync", "/messages?dir=b", "/state", "/members"} {
+		bob.MustErr(t, 403, "M_FORBIDDEN", "GET", hstest.Room(room)+p, nil)
+	}
+	bob.MustErr(t, 403, "M_FORBIDDEN", "GET", eventsPath(room, "", "timeout=0"), nil)
+	owner.SetState(t, room, "m.room.history_visibility", "", map[string]string{"history_visibility": "world_readable"})
+	r := bob.Must(t, 200, "GET", hstest.Room(room)+"/initialSync", nil)
+	if r.Get("membership").Exists() {
+		t.Fatalf("a banned user peeking is not a member: %s", r)
+	}
+	// Each event is judged by bob's membership at it: joined then, banned later.
+	if got := chunkBodiesAt(r, "messages.chunk"); len(got) != 1 || got[0] != "while bob was here" {
+		t.Fatalf("banned peeker's messages: %v", got)
+	}
+}
+
+// The deprecated global stream delivers the caller's own invites, whatever the room's
+// history visibility.
+func TestGlobalEventsDeliversInvites(t *testing.T) {
+	s := hstest.New(t)
+	u := s.Register(t, "")
+	owner := s.Register(t, "")
+	room := owner.CreateRoom(t, map[string]any{"preset": "private_chat"})
+	owner.SetState(t, room, "m.room.history_visibility", "", map[string]string{"history_visibility": "joined"})
+	from := u.Must(t, 200, "GET", "events?timeout=0", nil).Get("end").String()
+	done := make(chan hstest.Response, 1)
+	go func() { done <- u.Do(t, "GET", "events?timeout=20000&from="+from, nil) }()
+	s.WaitParked(t, 1)
+	owner.Must(t, 200, "POST", hstest.Room(room)+"/invite", map[string]any{"user_id": u.UserID})
+	r := <-done
+	ev := r.Get("chunk.0")
+	if ev.Get("type").String() != "m.room.member" || ev.Get("state_key").String() != u.UserID ||
+		ev.Get("content.membership").String() != "invite" || ev.Get("room_id").String() != room {
+		t.Fatalf("invite not delivered: %s", r)
+	}
+}
+
+// A token ahead of every position the server handed out counts as now: the answer's end
+// is the current position, and feeding it back delivers what comes next.
+func TestEventsFutureTokenCountsAsNow(t *testing.T) {
+	s := hstest.New(t)
+	owner := s.Register(t, "")
+	room := owner.WorldReadableRoom(t)
+	g := s.Guest(t)
+	now := g.Must(t, 200, "GET", eventsPath(room, "", "timeout=0"), nil).Get("end").String()
+	r := g.Must(t, 200, "GET", eventsPath(room, "s999999", "timeout=0"), nil)
+	if got := r.Get("end").String(); got != now {
+		t.Fatalf("future token: end %q, want the current %q", got, now)
+	}
+	owner.Send(t, room, "next")
+	if got := chunkBodies(g.Must(t, 200, "GET", eventsPath(room, r.Get("end").String(), "timeout=0"), nil)); len(got) != 1 || got[0] != "next" {
+		t.Fatalf("after a future token: %v", got)
+	}
+	// The same for /sync.
+	u := s.Register(t, "")
+	if got := u.Must(t, 200, "GET", "sync?timeout=0&since=s999999", nil).Get("next_batch").String(); got == "s999999" {
+		t.Fatal("sync echoed a future token")
+	}
+}
+
+// A negative timeout is a short wait (the floor), not an immediate answer; an empty one
+// is refused.
+func TestEventsTimeoutEdges(t *testing.T) {
+	s := hstest.New(t, func(c *config.Config) { c.LongPollMin = 20 * time.Second })
+	owner := s.Register(t, "")
+	room := owner.WorldReadableRoom(t)
+	g := s.Guest(t)
+	from := g.Must(t, 200, "GET", eventsPath(room, "", "timeout=0"), nil).Get("end").String()
+	done := make(chan hstest.Response, 1)
+	go func() { done <- g.Do(t, "GET", eventsPath(room, from, "timeout=-5"), nil) }()
+	s.WaitParked(t, 1) // it waits rather than answering at once
+	owner.Send(t, room, "wake")
+	if got := chunkBodies(<-done); len(got) != 1 || got[0] != "wake" {
+		t.Fatalf("negative timeout poll: %v", got)
+	}
+	g.MustErr(t, 400, "M_UNKNOWN", "GET", eventsPath(room, from, "timeout="), nil)
+	g.MustErr(t, 400, "M_UNKNOWN", "GET", eventsPath(room, from, "timeout=1.5"), nil)
+	g.MustErr(t, 400, "M_UNKNOWN", "GET", eventsPath(room, "x123", ""), nil)
+	g.MustErr(t, 400, "M_UNKNOWN", "GET", eventsPath(room, "", "to=garbage"), nil)
+	g.MustErr(t, 400, "M_UNKNOWN", "GET", eventsPath(room, "", "dir=sideways"), nil)
+}
