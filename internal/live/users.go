@@ -2,6 +2,9 @@ package live
 
 import (
 	"context"
+	"encoding/json/jsontext"
+	"encoding/json/v2"
+	"errors"
 	"maps"
 	"slices"
 	"sync/atomic"
@@ -16,7 +19,54 @@ import (
 type userState struct {
 	rooms          map[string]storage.Member
 	accountDataPos stream.Pos
-	used           atomic.Int64
+	// ignored is the user's m.ignored_user_list as of account-data position ignoredAt;
+	// it is read again only after their account data changes.
+	ignored   map[string]struct{}
+	ignoredAt stream.Pos
+	used      atomic.Int64
+}
+
+// IgnoredUserList is the account data naming the users whose events a user does not want.
+const IgnoredUserList = "m.ignored_user_list"
+
+// parseIgnored reads the user IDs out of m.ignored_user_list content.
+func parseIgnored(content []byte) map[string]struct{} {
+	var c struct {
+		IgnoredUsers map[string]jsontext.Value `json:"ignored_users"`
+	}
+	if json.Unmarshal(content, &c) != nil || len(c.IgnoredUsers) == 0 {
+		return nil
+	}
+	out := make(map[string]struct{}, len(c.IgnoredUsers))
+	for u := range c.IgnoredUsers {
+		out[u] = struct{}{}
+	}
+	return out
+}
+
+// Ignored returns the set of users the user ignores (nil for none). Do not modify it.
+func (h *Hub) Ignored(ctx context.Context, userID string) (map[string]struct{}, error) {
+	u, err := h.user(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	set, at, pos := u.ignored, u.ignoredAt, u.accountDataPos
+	h.mu.Unlock()
+	if at == pos {
+		return set, nil
+	}
+	a, err := h.store.AccountDataItem(ctx, userID, "", IgnoredUserList)
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return nil, err
+	}
+	set = parseIgnored(a.Content)
+	h.mu.Lock()
+	if u.accountDataPos == pos {
+		u.ignored, u.ignoredAt = set, pos
+	}
+	h.mu.Unlock()
+	return set, nil
 }
 
 // Memberships returns the user's memberships (any state), loading them on first use.
@@ -86,7 +136,11 @@ func (h *Hub) user(ctx context.Context, userID string) (*userState, error) {
 	}
 	for _, a := range ad {
 		u.accountDataPos = max(u.accountDataPos, a.Pos)
+		if a.Type == IgnoredUserList && a.RoomID == "" {
+			u.ignored = parseIgnored(a.Content)
+		}
 	}
+	u.ignoredAt = u.accountDataPos
 	u.used.Store(time.Now().Unix())
 	h.mu.Lock()
 	h.users[userID] = u

@@ -134,6 +134,8 @@ type viewer struct {
 	peeking bool
 	history []live.Change
 	nowMS   int64
+	// ignored are the senders whose non-state events the reader does not want.
+	ignored map[string]struct{}
 }
 
 func (sy *Syncer) newViewer(sess *auth.Session, room *live.Room, peeking bool) *viewer {
@@ -144,9 +146,27 @@ func (sy *Syncer) newViewer(sess *auth.Session, room *live.Room, peeking bool) *
 	return v
 }
 
+// filteringViewer is newViewer for reading timelines: it also drops the non-state events
+// of users the reader ignores (guests have no account data, so nobody to ignore).
+func (sy *Syncer) filteringViewer(ctx context.Context, sess *auth.Session, room *live.Room, peeking bool) (*viewer, error) {
+	v := sy.newViewer(sess, room, peeking)
+	if !sess.IsGuest {
+		var err error
+		if v.ignored, err = sy.hub.Ignored(ctx, sess.UserID); err != nil {
+			return nil, mxerr.Internal(err)
+		}
+	}
+	return v, nil
+}
+
 // sees reports whether the viewer may see the event and its membership at it.
 func (v *viewer) sees(e *clientevent.Encoded) (bool, string) {
 	m := live.MembershipAt(v.history, e.Pos)
+	if e.StateKey == nil && v.ignored != nil {
+		if _, ok := v.ignored[e.Sender]; ok {
+			return false, m
+		}
+	}
 	return visibility.CanSee(e.Visibility, m, v.peeking), m
 }
 

@@ -62,7 +62,11 @@ func (sy *Syncer) Events(ctx context.Context, sess *auth.Session, req EventsRequ
 		if err != nil {
 			return nil, false, err
 		}
-		res := renderStream(sy.newViewer(sess, room, !joined), items, from, scanEnd, req.Limit)
+		v, err := sy.filteringViewer(ctx, sess, room, !joined)
+		if err != nil {
+			return nil, false, err
+		}
+		res := renderStream(v, items, from, scanEnd, req.Limit)
 		// A storage read that stopped early answers now, so the client continues.
 		return res.body(from), res.visible || scanEnd < cur, nil
 	})
@@ -236,7 +240,11 @@ func (sy *Syncer) globalEvents(ctx context.Context, sess *auth.Session, req Even
 		if err != nil {
 			return nil, false, err
 		}
-		res := renderMulti(sy.newViewer(sess, nil, false), items, from, cur, req.Limit)
+		v, err := sy.filteringViewer(ctx, sess, nil, false)
+		if err != nil {
+			return nil, false, err
+		}
+		res := renderMulti(v, items, from, cur, req.Limit)
 		return res.body(from), res.visible, nil
 	})
 }
@@ -331,6 +339,11 @@ func renderMulti(v *viewer, items []roomedItem, from, to stream.Pos, limit int) 
 			return true, visibility.Invite
 		}
 		m := live.MembershipAt(histories[i], flat[i].Pos)
+		if ev := flat[i].Event; ev.StateKey == nil && v.ignored != nil {
+			if _, ok := v.ignored[ev.Sender]; ok {
+				return false, m
+			}
+		}
 		return visibility.CanSee(flat[i].Event.Visibility, m, false), m
 	}
 	return renderItems(v, flat, judge, from, to, limit)

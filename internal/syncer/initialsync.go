@@ -24,7 +24,10 @@ func (sy *Syncer) RoomInitialSync(ctx context.Context, sess *auth.Session, roomI
 	if err != nil {
 		return nil, err
 	}
-	v := sy.newViewer(sess, a.room, a.peeking)
+	v, err := sy.filteringViewer(ctx, sess, a.room, a.peeking)
+	if err != nil {
+		return nil, err
+	}
 	b := []byte(`{"room_id":`)
 	b, _ = jsontext.AppendQuote(b, roomID)
 	b = append(b, `,"messages":`...)
@@ -212,7 +215,10 @@ func (sy *Syncer) GlobalInitialSync(ctx context.Context, sess *auth.Session, lim
 		if err != nil {
 			return nil, mxerr.Internal(err)
 		}
-		v := sy.newViewer(sess, room, false)
+		v, err := sy.filteringViewer(ctx, sess, room, false)
+		if err != nil {
+			return nil, err
+		}
 		b := []byte(`{"room_id":`)
 		b, _ = jsontext.AppendQuote(b, m.RoomID)
 		b = append(b, `,"membership":`...)

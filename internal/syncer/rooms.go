@@ -41,7 +41,10 @@ func (sy *Syncer) Messages(ctx context.Context, sess *auth.Session, req Messages
 	if err != nil {
 		return nil, err
 	}
-	v := sy.newViewer(sess, a.room, a.peeking)
+	v, err := sy.filteringViewer(ctx, sess, a.room, a.peeking)
+	if err != nil {
+		return nil, err
+	}
 	var from stream.Pos
 	switch {
 	case req.From != nil:
@@ -157,7 +160,10 @@ func (sy *Syncer) Event(ctx context.Context, sess *auth.Session, roomID, eventID
 	} else if err != nil {
 		return nil, mxerr.Internal(err)
 	}
-	v := sy.newViewer(sess, a.room, a.peeking)
+	v, err := sy.filteringViewer(ctx, sess, a.room, a.peeking)
+	if err != nil {
+		return nil, err
+	}
 	enc := clientevent.Encode(&e)
 	ok, m := v.sees(enc)
 	if !ok {
@@ -186,7 +192,10 @@ func (sy *Syncer) Context(ctx context.Context, sess *auth.Session, req ContextRe
 	} else if err != nil {
 		return nil, mxerr.Internal(err)
 	}
-	v := sy.newViewer(sess, a.room, a.peeking)
+	v, err := sy.filteringViewer(ctx, sess, a.room, a.peeking)
+	if err != nil {
+		return nil, err
+	}
 	enc := clientevent.Encode(&e)
 	ok, m := v.sees(enc)
 	if !ok {

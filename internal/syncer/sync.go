@@ -504,7 +504,10 @@ func (sy *Syncer) buildRoomView(ctx context.Context, v *viewer, room *live.Room,
 
 // joinedRoom builds one joined room of a sync response, or nil when nothing changed.
 func (sy *Syncer) joinedRoom(ctx context.Context, sess *auth.Session, room *live.Room, w syncWindow, fullState bool, accountData []storage.AccountData, f *filter.Filter) (*joinedRoom, *roomView, error) {
-	v := sy.newViewer(sess, room, false)
+	v, err := sy.filteringViewer(ctx, sess, room, false)
+	if err != nil {
+		return nil, nil, err
+	}
 	rv, err := sy.buildRoomView(ctx, v, room, w, w.to, fullState, f)
 	if err != nil {
 		return nil, nil, err
@@ -733,7 +736,10 @@ func (sy *Syncer) leftRoom(ctx context.Context, sess *auth.Session, m storage.Me
 	if err != nil {
 		return nil, mxerr.Internal(err)
 	}
-	v := sy.newViewer(sess, room, false)
+	v, err := sy.filteringViewer(ctx, sess, room, false)
+	if err != nil {
+		return nil, err
+	}
 	rv, err := sy.buildRoomView(ctx, v, room, w, m.Pos, false, f)
 	if err != nil {
 		return nil, err

@@ -132,3 +132,64 @@ func TestEventsTimeoutEdges(t *testing.T) {
 	g.MustErr(t, 400, "M_UNKNOWN", "GET", eventsPath(room, "", "to=garbage"), nil)
 	g.MustErr(t, 400, "M_UNKNOWN", "GET", eventsPath(room, "", "dir=sideways"), nil)
 }
+
+// Messages from users the reader ignores (m.ignored_user_list) reach none of the reader's
+// timelines; their state events still do, and other readers are unaffected.
+func TestIgnoredUsersAreFiltered(t *testing.T) {
+	s := hstest.New(t)
+	alice := s.Register(t, "")
+	troll := s.Register(t, "")
+	carol := s.Register(t, "")
+	room := alice.CreateRoom(t, map[string]any{"preset": "public_chat"})
+	troll.Join(t, room)
+	carol.Join(t, room)
+	first := alice.Must(t, 200, "GET", "sync", nil)
+	from := alice.Must(t, 200, "GET", eventsPath(room, "", "timeout=0"), nil).Get("end").String()
+	alice.Must(t, 200, "PUT", "user/"+url.PathEscape(alice.UserID)+"/account_data/m.ignored_user_list",
+		map[string]any{"ignored_users": map[string]any{troll.UserID: map[string]any{}}})
+	troll.Send(t, room, "noise")
+	troll.SetState(t, room, "m.room.member", troll.UserID, map[string]string{"membership": "join", "displayname": "T"})
+	carol.Send(t, room, "signal")
+
+	want := []string{"signal"}
+	check := func(label string, got []string) {
+		t.Helper()
+		if len(got) != len(want) || got[0] != want[0] {
+			t.Errorf("%s: %v, want %v", label, got, want)
+		}
+	}
+	check("/events?room_id", chunkBodies(alice.Must(t, 200, "GET", eventsPath(room, from, "timeout=0&limit=100"), nil)))
+	check("/events", chunkBodies(alice.Must(t, 200, "GET", "events?timeout=0&limit=100&from="+from, nil)))
+	incr := alice.Must(t, 200, "GET", "sync?timeout=0&since="+first.Get("next_batch").String(), nil)
+	check("/sync", timelineBodies(joinedRoom(incr, room)))
+	msgs := alice.Must(t, 200, "GET", hstest.Room(room)+"/messages?dir=b&limit=2", nil)
+	check("/messages", bodies(msgs, "chunk"))
+	hasState := false
+	for _, e := range joinedRoom(incr, room).Get("timeline.events").Array() {
+		hasState = hasState || e.Get("type").String() == "m.room.member" && e.Get("sender").String() == troll.UserID
+	}
+	if !hasState {
+		t.Error("the ignored user's state event was dropped from /sync")
+	}
+	// Carol ignores nobody.
+	if got := bodies(carol.Must(t, 200, "GET", hstest.Room(room)+"/messages?dir=b&limit=3", nil), "chunk"); len(got) != 2 {
+		t.Errorf("carol's /messages: %v", got)
+	}
+}
+
+// A real user streaming /events is online; a guest peeking sets no presence.
+func TestEventsMarksRealUsersOnline(t *testing.T) {
+	s := hstest.New(t)
+	u := s.Register(t, "")
+	room := u.WorldReadableRoom(t)
+	u.Must(t, 200, "PUT", "presence/"+url.PathEscape(u.UserID)+"/status", map[string]any{"presence": "offline"})
+	u.Must(t, 200, "GET", eventsPath(room, "", "timeout=0"), nil)
+	if got := u.Must(t, 200, "GET", "presence/"+url.PathEscape(u.UserID)+"/status", nil).Get("presence").String(); got != "online" {
+		t.Fatalf("presence after /events: %s", got)
+	}
+	g := s.Guest(t)
+	g.Must(t, 200, "GET", eventsPath(room, "", "timeout=0"), nil)
+	if got := u.Must(t, 200, "GET", "presence/"+url.PathEscape(g.UserID)+"/status", nil); got.Get("presence").String() == "online" {
+		t.Fatalf("a peeking guest became online: %s", got)
+	}
+}

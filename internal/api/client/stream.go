@@ -52,6 +52,12 @@ func (a *API) events(w http.ResponseWriter, r *http.Request, s *auth.Session) er
 		timeout = time.Nanosecond
 	}
 	timeout = a.sync.ClampTimeout(timeout)
+	if !s.IsGuest {
+		// Streaming events counts as being online, as /sync does (and Synapse's /events).
+		if err := a.eph.SetPresence(r.Context(), s.UserID, "online", nil, true); err != nil {
+			return err
+		}
+	}
 	release, err := a.longPoll(r, s, timeout)
 	if err != nil {
 		return err
