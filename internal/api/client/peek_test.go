@@ -374,13 +374,19 @@ func TestRevokedTokenEndsLongPoll(t *testing.T) {
 	}
 }
 
-func TestRoomInitialSyncMemberAndDeparted(t *testing.T) {
-	s := hstest.New(t)
-	owner := s.Register(t, "")
-	bob := s.Register(t, "")
-	room := owner.CreateRoom(t, map[string]any{"preset": "public_chat"})
+// bobWasHere makes a public room where bob joined and the owner sent "while bob was here",
+// the start of the departed- and banned-user tests.
+func bobWasHere(t *testing.T, s *hstest.Server) (owner, bob *hstest.Client, room string) {
+	owner, bob = s.Register(t, ""), s.Register(t, "")
+	room = owner.CreateRoom(t, map[string]any{"preset": "public_chat"})
 	bob.Join(t, room)
 	owner.Send(t, room, "while bob was here")
+	return owner, bob, room
+}
+
+func TestRoomInitialSyncMemberAndDeparted(t *testing.T) {
+	s := hstest.New(t)
+	owner, bob, room := bobWasHere(t, s)
 	is := bob.Must(t, 200, "GET", hstest.Room(room)+"/initialSync?limit=5", nil)
 	if is.Get("membership").String() != "join" || len(chunkBodiesAt(is, "messages.chunk")) != 1 {
 		t.Fatalf("member initialSync: %s", is)

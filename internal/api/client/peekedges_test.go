@@ -45,11 +45,7 @@ func TestGuestMembershipThroughStateRoute(t *testing.T) {
 // peek while the room is world-readable.
 func TestBannedUserIsAStranger(t *testing.T) {
 	s := hstest.New(t)
-	owner := s.Register(t, "")
-	bob := s.Register(t, "")
-	room := owner.CreateRoom(t, map[string]any{"preset": "public_chat"})
-	bob.Join(t, room)
-	owner.Send(t, room, "while bob was here")
+	owner, bob, room := bobWasHere(t, s)
 	owner.Must(t, 200, "POST", hstest.Room(room)+"/ban", map[string]any{"user_id": bob.UserID})
 	owner.Send(t, room, "after the ban")
 	for _, p := range []string{"/initialSync", "/messages?dir=b", "/state", "/members"} {
