@@ -52,17 +52,22 @@ func Encode(e *storage.Event) *Encoded {
 	if content == "" || content[0] != '{' {
 		content = "{}"
 	}
+	// Clients read redacts at the top level (room v1-v10) or in content (v11+): give both,
+	// whatever the room version (MSC2174).
+	redacts := fields[1].Str
+	if e.Type == "m.room.redaction" {
+		if inContent := gjson.Get(content, "redacts"); inContent.Exists() {
+			redacts = inContent.Str
+		} else if redacts != "" {
+			content = withRedacts(content, redacts)
+		}
+	}
 	b := make([]byte, 0, len(content)+len(e.Unsigned)+len(e.RedactedBecause)+256)
 	b = append(b, `{"content":`...)
 	b = append(b, content...)
 	b = appendStringField(b, "event_id", e.ID)
 	b = append(b, `,"origin_server_ts":`...)
 	b = strconv.AppendInt(b, e.OriginTS, 10)
-	// Clients read redacts at the top level (room v1-v10) or in content (v11+): give both.
-	redacts := fields[1].Str
-	if redacts == "" && e.Type == "m.room.redaction" {
-		redacts = gjson.Get(content, "redacts").Str
-	}
 	if redacts != "" {
 		b = appendStringField(b, "redacts", redacts)
 	}
@@ -89,6 +94,16 @@ func Encode(e *storage.Event) *Encoded {
 	}
 	enc.prefix = b
 	return enc
+}
+
+// withRedacts adds a redacts key to a content object that lacks one.
+func withRedacts(content, redacts string) string {
+	b := []byte(`{"redacts":`)
+	b, _ = jsontext.AppendQuote(b, redacts)
+	if content != "{}" {
+		b = append(b, ',')
+	}
+	return string(append(b, content[1:]...))
 }
 
 func appendStringField(b []byte, name, value string) []byte {

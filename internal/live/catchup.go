@@ -67,7 +67,13 @@ func (h *Hub) published(ctx context.Context, b storage.StreamBatch) ([]Published
 				target = gjson.GetBytes(e.PDU, "content.redacts").Str
 			}
 			if t, err := h.store.EventByID(ctx, target); err == nil && t.RoomID == e.RoomID {
-				p.Redacted = &t
+				p.Replaced = append(p.Replaced, &t)
+				// The state event that copied the redacted content was rewritten too.
+				if t.StateKey != nil {
+					if next, err := h.store.NextStateEvent(ctx, e.RoomID, storage.StateKeyOf{Type: t.Type, StateKey: *t.StateKey}, t.Pos); err == nil {
+						p.Replaced = append(p.Replaced, &next)
+					}
+				}
 			}
 		}
 		pubs = append(pubs, p)

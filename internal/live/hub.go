@@ -22,8 +22,9 @@ type Published struct {
 	Item   Item
 	// Event is the stored event behind a KindEvent item (its state changes update the room).
 	Event *storage.Event
-	// Redacted is the stored form of an event that this item redacted.
-	Redacted *storage.Event
+	// Replaced are the new stored forms of events this item changed: the event it redacted,
+	// and the state event whose prev_content copied the redacted content.
+	Replaced []*storage.Event
 	// Users are woken in addition to the room's joined members.
 	Users []string
 	// AccountDataOf names the user whose account data this item changed.

@@ -34,6 +34,9 @@ type Room struct {
 	hv          string
 	guestAccess string
 	joinRule    string
+	// settingIDs are the event IDs of the current history visibility, guest access and
+	// join rule events, so that a redaction of one of them is applied.
+	settingIDs  map[string]string
 	members     map[string][]Change
 	joined      map[string]struct{}
 	invited     map[string]struct{}
@@ -141,11 +144,15 @@ func (r *Room) HasItemsAfter(from, to stream.Pos) bool {
 func (r *Room) apply(p *Published) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if p.Redacted != nil {
+	for _, e := range p.Replaced {
 		for i := range r.items {
-			if r.items[i].Kind == KindEvent && r.items[i].Event.ID == p.Redacted.ID {
-				r.items[i] = EventItem(p.Redacted)
+			if r.items[i].Kind == KindEvent && r.items[i].Event.ID == e.ID {
+				r.items[i] = EventItem(e)
 			}
+		}
+		// A redacted current setting takes effect with its stripped content.
+		if e.StateKey != nil && *e.StateKey == "" && r.settingIDs[e.Type] == e.ID {
+			r.applyState(e)
 		}
 	}
 	if n := len(r.items); n > 0 && p.Item.Pos <= r.items[n-1].Pos {
@@ -178,10 +185,13 @@ func (r *Room) applyState(e *storage.Event) {
 	switch e.Type {
 	case "m.room.history_visibility":
 		r.hv = visibility.Normalize(contentString(e, "history_visibility"))
+		r.settingIDs[e.Type] = e.ID
 	case "m.room.guest_access":
 		r.guestAccess = contentString(e, "guest_access")
+		r.settingIDs[e.Type] = e.ID
 	case "m.room.join_rules":
 		r.joinRule = contentString(e, "join_rule")
+		r.settingIDs[e.Type] = e.ID
 	case "m.room.member":
 		u := *e.StateKey
 		r.members[u] = append(r.members[u], Change{Pos: e.Pos, Membership: e.Membership, Prev: e.PrevMembership})
@@ -214,7 +224,7 @@ func loadRoom(ctx context.Context, st storage.Reader, roomID string, cur stream.
 		return nil, err
 	}
 	r := &Room{ID: roomID, Version: info.Version, Creator: info.Creator, hv: visibility.Shared,
-		members: make(map[string][]Change), joined: make(map[string]struct{}), invited: make(map[string]struct{}), limit: limit}
+		settingIDs: make(map[string]string), members: make(map[string][]Change), joined: make(map[string]struct{}), invited: make(map[string]struct{}), limit: limit}
 	if r.unread, err = loadUnread(ctx, st, roomID, cur); err != nil {
 		return nil, err
 	}

@@ -252,23 +252,17 @@ func (s *Service) Forget(ctx context.Context, sess *auth.Session, roomID string)
 	return asMatrixError(err)
 }
 
-// kickGuests makes every local guest member (joined or invited, member event with
-// kind: guest) leave, after guest access was revoked. Each guest leaves by itself, as the
+// kickGuests makes every local guest account joined to or invited into the room leave,
+// after guest access was revoked. Guests are known by their account, not by the kind in
+// their member event, which a redaction strips. Each guest leaves by itself, as the
 // spec's "set their membership to leave" is done in Synapse.
 func (pc *persistContext) kickGuests() error {
-	members, err := pc.tx.Members(pc.ctx, pc.room.ID, visibility.Join, visibility.Invite)
+	guests, err := pc.tx.GuestMembers(pc.ctx, pc.room.ID)
 	if err != nil {
 		return err
 	}
-	for _, m := range members {
-		ev, err := pc.tx.EventByID(pc.ctx, m.EventID)
-		if err != nil {
-			return err
-		}
-		if stringField(clientevent.Content(&ev), "kind") != "guest" || id.UserID(m.UserID).Homeserver() != pc.s.cfg.ServerName {
-			continue
-		}
-		if _, err := pc.persist(Proto{Type: "m.room.member", StateKey: strPtr(m.UserID), Sender: m.UserID,
+	for _, g := range guests {
+		if _, err := pc.persist(Proto{Type: "m.room.member", StateKey: strPtr(g), Sender: g,
 			Content: mustJSON(map[string]string{"membership": "leave"})}); err != nil {
 			return err
 		}

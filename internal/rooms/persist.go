@@ -99,6 +99,9 @@ type persistContext struct {
 	tx   storage.Tx
 	room storage.Room
 	pubs []live.Published
+	// guestAccessChanged is set when an event may have changed the effective guest
+	// access (see enforceGuestAccess).
+	guestAccessChanged bool
 }
 
 // write runs fn with a persistContext for roomID inside one committed transaction.
@@ -161,12 +164,22 @@ func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
 	if len(p.Type) > 255 || (p.StateKey != nil && len(*p.StateKey) > 255) {
 		return nil, mxerr.BadJSON("Event type and state key must be at most 255 bytes")
 	}
+	version := id.RoomVersion(pc.room.Version)
+	// Every redaction takes this path, whichever route sent it.
+	isRedaction := p.Type == "m.room.redaction"
+	if isRedaction {
+		if err := prepareRedaction(&p, version); err != nil {
+			return nil, err
+		}
+	}
 	content, err := canonicalContent(p.Content)
 	if err != nil {
 		return nil, err
 	}
-	version := id.RoomVersion(pc.room.Version)
 	isCreate := p.Type == "m.room.create" && p.StateKey != nil
+	if isCreate && pc.room.HeadEventID != "" {
+		return nil, mxerr.Forbidden("Changing the room create event is forbidden")
+	}
 	ev := &pdu.PDU{
 		Type:           p.Type,
 		StateKey:       p.StateKey,
@@ -234,6 +247,11 @@ func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	if isRedaction {
+		if err := pc.checkRedaction(p.Sender, p.Redacts); err != nil {
+			return nil, err
+		}
+	}
 
 	if isCreate && version.RoomIDIsCreateEventID() {
 		pc.room.ID = "!" + string(eventID)[1:]
@@ -257,7 +275,17 @@ func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pc.store(ev, raw, eventID, pos, p, byKey)
+	stored, err := pc.store(ev, raw, eventID, pos, p, byKey)
+	if err != nil {
+		return nil, err
+	}
+	if pc.guestAccessChanged {
+		pc.guestAccessChanged = false
+		if err := pc.enforceGuestAccess(); err != nil {
+			return nil, err
+		}
+	}
+	return stored, nil
 }
 
 // signAndAuthorize hashes and signs a built event, derives its event ID, checks it against
@@ -348,6 +376,9 @@ func (pc *persistContext) store(ev *pdu.PDU, raw []byte, eventID id.EventID, pos
 		if err := tx.SetCurrentState(ctx, pc.room.ID, p.Type, *p.StateKey, stored.ID, pos); err != nil {
 			return nil, err
 		}
+		if p.Type == "m.room.guest_access" && *p.StateKey == "" {
+			pc.guestAccessChanged = true
+		}
 		if p.Type == "m.room.member" {
 			if err := tx.SetMember(ctx, storage.Member{RoomID: pc.room.ID, UserID: *p.StateKey, Membership: stored.Membership, EventID: stored.ID, Pos: pos}); err != nil {
 				return nil, err
@@ -365,40 +396,14 @@ func (pc *persistContext) store(ev *pdu.PDU, raw []byte, eventID id.EventID, pos
 	}
 	pub := live.Published{RoomID: pc.room.ID, Item: live.EventItem(stored), Event: stored}
 	if p.Type == "m.room.redaction" {
-		redacted, err := pc.applyRedaction(stored, p.Redacts)
+		changed, err := pc.applyRedaction(stored, p.Redacts)
 		if err != nil {
 			return nil, err
 		}
-		pub.Redacted = redacted
+		pub.Replaced = changed
 	}
 	pc.pubs = append(pc.pubs, pub)
 	return stored, nil
-}
-
-// applyRedaction prunes the target event in storage (room version's algorithm) and
-// returns its new stored form, or nil when the target is unknown.
-func (pc *persistContext) applyRedaction(redaction *storage.Event, target string) (*storage.Event, error) {
-	ctx, tx := pc.ctx, pc.tx
-	orig, err := tx.EventByID(ctx, target)
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && orig.RoomID != pc.room.ID) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
-	}
-	parsed, err := parsePDU(orig.PDU)
-	if err != nil {
-		return nil, err
-	}
-	pruned, err := json.Marshal(parsed.Redact(id.RoomVersion(pc.room.Version)))
-	if err != nil {
-		return nil, err
-	}
-	because := clientevent.Encode(redaction).JSON(redaction.OriginTS, "", clientevent.Reader{})
-	if err := tx.Redact(ctx, target, pruned, because); err != nil {
-		return nil, err
-	}
-	orig.PDU, orig.RedactedBecause = pruned, because
-	return &orig, nil
 }
 
 // authError maps an auth-rule rejection to 403 M_FORBIDDEN.

@@ -102,9 +102,6 @@ func (s *Service) SetState(ctx context.Context, sess *auth.Session, roomID, evTy
 			return err
 		}
 		eventID = ev.ID
-		if evType == "m.room.guest_access" && stateKey == "" && stringField(content, "guest_access") != "can_join" {
-			return pc.kickGuests()
-		}
 		return nil
 	})
 	if err != nil {
@@ -145,52 +142,6 @@ func (s *Service) validateState(ctx context.Context, roomID, evType string, cont
 		}
 	}
 	return nil
-}
-
-// Redact stores an m.room.redaction of eventID. Users may redact their own events, and
-// others' with the room's redact power level.
-func (s *Service) Redact(ctx context.Context, sess *auth.Session, roomID, eventID, txnID, reason string) (string, error) {
-	if !ValidRoomID(roomID) {
-		return "", mxerr.InvalidParam("Invalid room ID")
-	}
-	if eventID == "" || eventID[0] != '$' || len(eventID) > 255 {
-		return "", mxerr.InvalidParam("Invalid event ID")
-	}
-	var out string
-	_, err := s.write(ctx, roomID, func(pc *persistContext) error {
-		content := map[string]any{}
-		if reason != "" {
-			content["reason"] = reason
-		}
-		if id.RoomVersion(pc.room.Version).RedactsInContent() {
-			content["redacts"] = eventID
-		}
-		target, err := pc.tx.EventByID(ctx, eventID)
-		if err != nil && !errors.Is(err, storage.ErrNotFound) {
-			return err
-		}
-		if err == nil && target.RoomID != roomID {
-			return mxerr.InvalidParam("Event " + eventID + " is not in this room")
-		}
-		if err != nil || target.Sender != sess.UserID {
-			if ok, err := pc.hasRedactPower(sess.UserID); err != nil {
-				return err
-			} else if !ok {
-				return mxerr.Forbidden("You may only redact your own events")
-			}
-		}
-		ev, err := pc.persist(Proto{Type: "m.room.redaction", Content: mustJSON(content), Sender: sess.UserID,
-			Redacts: eventID, TxnID: txnID, DeviceID: sess.DeviceID})
-		if err != nil {
-			return err
-		}
-		out = ev.ID
-		return nil
-	})
-	if err != nil {
-		return "", roomError(err, notInRoom())
-	}
-	return out, nil
 }
 
 // hasRedactPower checks the sender's power level against the room's redact level.

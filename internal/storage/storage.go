@@ -242,6 +242,11 @@ type Reader interface {
 	MemberEvents(ctx context.Context, roomID string) ([]Event, error)
 	// UserMemberEvents returns the member events whose state_key is userID, ascending.
 	UserMemberEvents(ctx context.Context, roomID, userID string) ([]Event, error)
+	// NextStateEvent returns the first state event of the key after pos: the one that
+	// replaced the state event at pos (ErrNotFound if none did).
+	NextStateEvent(ctx context.Context, roomID string, key StateKeyOf, after stream.Pos) (Event, error)
+	// GuestMembers returns the local guest accounts joined to or invited into a room.
+	GuestMembers(ctx context.Context, roomID string) ([]string, error)
 	// MemberCounts returns joined and invited member counts.
 	MemberCounts(ctx context.Context, roomID string) (joined, invited int, err error)
 	TxnEvent(ctx context.Context, userID, deviceID, roomID, txnID string) (string, error)
@@ -306,6 +311,9 @@ type Tx interface {
 	PutTxn(ctx context.Context, userID, deviceID, roomID, txnID, eventID string) error
 	// Redact replaces the target's PDU with its pruned form.
 	Redact(ctx context.Context, eventID string, prunedPDU, redactedBecause []byte) error
+	// SetUnsigned replaces an event's stored unsigned object (after a redaction pruned the
+	// prev_content it copied).
+	SetUnsigned(ctx context.Context, eventID string, unsigned []byte) error
 
 	PutAlias(ctx context.Context, a Alias) error
 	DeleteAlias(ctx context.Context, alias string) error

@@ -268,6 +268,18 @@ func (r reader) UserMemberEvents(ctx context.Context, roomID, userID string) ([]
 	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2 ORDER BY pos`, roomID, userID))
 }
 
+func (r reader) NextStateEvent(ctx context.Context, roomID string, key storage.StateKeyOf, after stream.Pos) (storage.Event, error) {
+	e, err := scanEvent(r.row(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND type = $2 AND state_key = $3 AND pos > $4 ORDER BY pos LIMIT 1`,
+		roomID, key.Type, key.StateKey, after))
+	return e, translate(err)
+}
+
+func (r reader) GuestMembers(ctx context.Context, roomID string) ([]string, error) {
+	rows, err := r.query(ctx, `SELECT m.user_id FROM room_members m JOIN users u ON u.user_id = m.user_id
+		WHERE m.room_id = $1 AND m.membership IN ('join', 'invite') AND u.is_guest ORDER BY m.pos`, roomID)
+	return collect(rows, err, func(rows *sql.Rows) (string, error) { var s string; return s, rows.Scan(&s) })
+}
+
 func (r reader) MemberCounts(ctx context.Context, roomID string) (joined, invited int, err error) {
 	err = r.row(ctx, `SELECT
 		COALESCE(SUM(CASE WHEN membership = 'join' THEN 1 ELSE 0 END), 0),

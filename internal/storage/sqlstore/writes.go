@@ -214,6 +214,10 @@ func (t *txn) Redact(ctx context.Context, eventID string, prunedPDU, redactedBec
 	return mustAffect(t.exec(ctx, `UPDATE events SET pdu = $1, redacted_because = $2 WHERE event_id = $3`, string(prunedPDU), string(redactedBecause), eventID))
 }
 
+func (t *txn) SetUnsigned(ctx context.Context, eventID string, unsigned []byte) error {
+	return mustAffect(t.exec(ctx, `UPDATE events SET unsigned = $1 WHERE event_id = $2`, nullBytes(unsigned), eventID))
+}
+
 func (t *txn) PutAlias(ctx context.Context, a storage.Alias) error {
 	_, err := t.exec(ctx, `INSERT INTO room_aliases (alias, room_id, creator) VALUES ($1, $2, $3)`, a.Alias, a.RoomID, a.Creator)
 	return err

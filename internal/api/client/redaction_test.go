@@ -1,0 +1,154 @@
+package client_test
+
+import (
+	"net/url"
+	"strings"
+	"testing"
+
+	"porthole/internal/hstest"
+)
+
+// Every m.room.redaction takes one path, whichever route it comes by: /send with the
+// target in content.redacts is checked (own event or redact power) and applied by the
+// server exactly like /redact.
+func TestRedactionThroughSend(t *testing.T) {
+	for _, version := range []string{"10", "11"} {
+		t.Run("v"+version, func(t *testing.T) {
+			s := hstest.New(t)
+			owner := s.Register(t, "")
+			room := owner.CreateRoom(t, map[string]any{"preset": "public_chat", "room_version": version,
+				"initial_state": []map[string]any{{"type": "m.room.guest_access", "content": map[string]string{"guest_access": "can_join"}}}})
+			mallory := s.Register(t, "")
+			mallory.Join(t, room)
+			guest := s.Guest(t)
+			guest.Join(t, room)
+			victim := owner.Send(t, room, "the owner's words")
+
+			for who, c := range map[string]*hstest.Client{"member": mallory, "guest": guest} {
+				c.MustErr(t, 403, "M_FORBIDDEN", "PUT", hstest.Room(room)+"/send/m.room.redaction/x"+who, map[string]string{"redacts": victim})
+			}
+			if got := owner.Must(t, 200, "GET", hstest.Room(room)+"/event/"+url.PathEscape(victim), nil); got.Get("content.body").String() != "the owner's words" {
+				t.Fatalf("a refused redaction changed the event: %s", got)
+			}
+			// A redaction of one's own event through /send is applied by the server.
+			own := mallory.Send(t, room, "regret")
+			red := mallory.Must(t, 200, "PUT", hstest.Room(room)+"/send/m.room.redaction/mine", map[string]string{"redacts": own}).Get("event_id").String()
+			got := owner.Must(t, 200, "GET", hstest.Room(room)+"/event/"+url.PathEscape(own), nil)
+			if got.Get("content.body").Exists() || got.Get("unsigned.redacted_because.event_id").String() != red {
+				t.Fatalf("own redaction through /send not applied: %s", got)
+			}
+			ev := owner.Must(t, 200, "GET", hstest.Room(room)+"/event/"+url.PathEscape(red), nil)
+			if ev.Get("redacts").String() != own || ev.Get("content.redacts").String() != own {
+				t.Fatalf("redaction event should carry redacts at the top level and in content: %s", ev)
+			}
+			// The owner has the redact power and may redact others' events by /send.
+			owner.Must(t, 200, "PUT", hstest.Room(room)+"/send/m.room.redaction/theirs", map[string]string{"redacts": victim})
+			if got := mallory.Must(t, 200, "GET", hstest.Room(room)+"/event/"+url.PathEscape(victim), nil); got.Get("content.body").Exists() {
+				t.Fatalf("redaction with power through /send not applied: %s", got)
+			}
+			// Malformed or missing targets.
+			owner.MustErr(t, 400, "M_BAD_JSON", "PUT", hstest.Room(room)+"/send/m.room.redaction/none", map[string]any{})
+			owner.MustErr(t, 400, "M_BAD_JSON", "PUT", hstest.Room(room)+"/send/m.room.redaction/num", map[string]any{"redacts": 5})
+			owner.MustErr(t, 400, "M_INVALID_PARAM", "PUT", hstest.Room(room)+"/send/m.room.redaction/bad", map[string]any{"redacts": "not-an-id"})
+			// A member without power may not redact an unknown event (it might be someone
+			// else's); the owner may.
+			mallory.MustErr(t, 404, "M_NOT_FOUND", "PUT", hstest.Room(room)+"/send/m.room.redaction/unknown", map[string]any{"redacts": "$unknown"})
+			mallory.MustErr(t, 404, "M_NOT_FOUND", "PUT", hstest.Room(room)+"/redact/$unknown2/t", map[string]any{})
+		})
+	}
+}
+
+// The create event may not be redacted, nor an event of another room; a state
+// m.room.redaction is a redaction too, and may not redact others' events either.
+func TestRedactionTargets(t *testing.T) {
+	s := hstest.New(t)
+	owner := s.Register(t, "")
+	room := owner.CreateRoom(t, map[string]any{"preset": "public_chat"})
+	other := owner.CreateRoom(t, map[string]any{"preset": "public_chat"})
+	elsewhere := owner.Send(t, other, "in the other room")
+	create := owner.Must(t, 200, "GET", hstest.Room(room)+"/state/m.room.create/?format=event", nil).Get("event_id").String()
+	if create == "" {
+		t.Fatal("no create event ID")
+	}
+	owner.MustErr(t, 403, "M_FORBIDDEN", "PUT", hstest.Room(room)+"/redact/"+url.PathEscape(create)+"/t1", map[string]any{})
+	owner.MustErr(t, 403, "M_FORBIDDEN", "PUT", hstest.Room(room)+"/send/m.room.redaction/t2", map[string]any{"redacts": create})
+	owner.MustErr(t, 400, "M_INVALID_PARAM", "PUT", hstest.Room(room)+"/send/m.room.redaction/t3", map[string]any{"redacts": elsewhere})
+	// The state route: a redaction in disguise.
+	mallory := s.Register(t, "")
+	mallory.Join(t, room)
+	victim := owner.Send(t, room, "keep me")
+	owner.SetState(t, room, "m.room.power_levels", "", map[string]any{"users": map[string]int{owner.UserID: 100}, "state_default": 0, "events_default": 0})
+	mallory.MustErr(t, 403, "M_FORBIDDEN", "PUT", hstest.Room(room)+"/state/m.room.redaction/x", map[string]any{"redacts": victim})
+	if got := mallory.Must(t, 200, "GET", hstest.Room(room)+"/event/"+url.PathEscape(victim), nil); got.Get("content.body").String() != "keep me" {
+		t.Fatalf("a state redaction changed the event: %s", got)
+	}
+	// Replacing the create event is refused whatever the power.
+	owner.MustErr(t, 403, "M_FORBIDDEN", "PUT", hstest.Room(room)+"/state/m.room.create/", map[string]any{"room_version": "10"})
+}
+
+// A redacted state event's content does not live on in the next state event's
+// unsigned.prev_content, on any read path.
+func TestRedactedStateLeavesNoPrevContent(t *testing.T) {
+	s := hstest.New(t)
+	owner := s.Register(t, "")
+	room := owner.CreateRoom(t, map[string]any{"preset": "public_chat", "initial_state": []map[string]any{
+		{"type": "m.room.history_visibility", "content": map[string]string{"history_visibility": "world_readable"}}}})
+	reader := s.Register(t, "")
+	reader.Join(t, room)
+	secret := owner.SetState(t, room, "m.room.topic", "", map[string]string{"topic": "the secret topic"})
+	next := owner.SetState(t, room, "m.room.topic", "", map[string]string{"topic": "public topic"})
+	since := reader.Must(t, 200, "GET", "sync", nil).Get("next_batch").String()
+	owner.Must(t, 200, "PUT", hstest.Room(room)+"/redact/"+url.PathEscape(secret)+"/r1", map[string]any{})
+	owner.Send(t, room, "after")
+
+	leak := func(where string, r hstest.Response) {
+		t.Helper()
+		if got := r.String(); strings.Contains(got, "the secret topic") {
+			t.Fatalf("%s still shows the redacted content: %s", where, got)
+		}
+	}
+	check := func(c *hstest.Client) {
+		leak("/state", c.Must(t, 200, "GET", hstest.Room(room)+"/state", nil))
+		leak("/event", c.Must(t, 200, "GET", hstest.Room(room)+"/event/"+url.PathEscape(next), nil))
+		leak("/state/m.room.topic", c.Must(t, 200, "GET", hstest.Room(room)+"/state/m.room.topic/?format=event", nil))
+		leak("/messages", c.Must(t, 200, "GET", hstest.Room(room)+"/messages?dir=b&limit=50", nil))
+		leak("/context", c.Must(t, 200, "GET", hstest.Room(room)+"/context/"+url.PathEscape(next)+"?limit=20", nil))
+		leak("initialSync", c.Must(t, 200, "GET", hstest.Room(room)+"/initialSync", nil))
+		leak("/events", c.Must(t, 200, "GET", eventsPath(room, "s0", "timeout=0&limit=100"), nil))
+	}
+	check(reader)
+	check(s.Guest(t))
+	leak("/sync", reader.Must(t, 200, "GET", "sync", nil))
+	leak("/sync?full_state", reader.Must(t, 200, "GET", "sync?full_state=true&since="+since, nil))
+	leak("global initialSync", reader.Must(t, 200, "GET", "initialSync", nil))
+	// The next event still says what it replaced.
+	ev := reader.Must(t, 200, "GET", hstest.Room(room)+"/event/"+url.PathEscape(next), nil)
+	if ev.Get("unsigned.replaces_state").String() != secret || ev.Get("unsigned.prev_content").Raw != "{}" {
+		t.Fatalf("next state event after the redaction: %s", ev)
+	}
+}
+
+// Redacting m.room.guest_access revokes guest access (its content is stripped, and no
+// guest_access means forbidden): joined guests leave, as for a new guest_access event.
+func TestRedactingGuestAccessRemovesGuests(t *testing.T) {
+	s := hstest.New(t)
+	owner := s.Register(t, "")
+	room := owner.WorldReadableRoom(t)
+	g := s.Guest(t)
+	g.Join(t, room)
+	ga := owner.Must(t, 200, "GET", hstest.Room(room)+"/state/m.room.guest_access/?format=event", nil).Get("event_id").String()
+	// The guest's own member event loses its kind: guest to a redaction; it must still go.
+	mine := owner.Must(t, 200, "GET", hstest.Room(room)+"/state/m.room.member/"+url.PathEscape(g.UserID)+"?format=event", nil).Get("event_id").String()
+	owner.Must(t, 200, "PUT", hstest.Room(room)+"/redact/"+url.PathEscape(mine)+"/r0", map[string]any{})
+	owner.Must(t, 200, "PUT", hstest.Room(room)+"/redact/"+url.PathEscape(ga)+"/r1", map[string]any{})
+	if got := owner.Must(t, 200, "GET", hstest.Room(room)+"/state/m.room.member/"+url.PathEscape(g.UserID), nil).Get("membership").String(); got != "leave" {
+		t.Fatalf("guest still %q after guest access was redacted", got)
+	}
+	g.MustErr(t, 403, "M_FORBIDDEN", "POST", "join/"+url.PathEscape(room), map[string]any{})
+	// The room's public view agrees.
+	pr := owner.Must(t, 200, "GET", hstest.Room(room)+"/initialSync", nil)
+	if pr.Get(`state.#(type=="m.room.guest_access").content.guest_access`).Exists() {
+		t.Fatalf("guest access still shown: %s", pr)
+	}
+}
+
