@@ -36,14 +36,14 @@ type Room struct {
 	joinRule    string
 	// settingIDs are the event IDs of the current history visibility, guest access and
 	// join rule events, so that a redaction of one of them is applied.
-	settingIDs  map[string]string
-	members     map[string][]Change
-	joined      map[string]struct{}
-	invited     map[string]struct{}
-	unread      *unreadIndex
-	items       []Item
-	base        stream.Pos // every item of the room with Pos > base is in items
-	limit       int
+	settingIDs map[string]string
+	members    map[string][]Change
+	joined     map[string]struct{}
+	invited    map[string]struct{}
+	unread     *unreadIndex
+	items      []Item
+	base       stream.Pos // every item of the room with Pos > base is in items
+	limit      int
 }
 
 // Settings is a room's current access-related state.

@@ -151,4 +151,3 @@ func TestRedactingGuestAccessRemovesGuests(t *testing.T) {
 		t.Fatalf("guest access still shown: %s", pr)
 	}
 }
-
