@@ -337,10 +337,23 @@ func (sy *Syncer) Members(ctx context.Context, sess *auth.Session, req MembersRe
 		return nil, err
 	}
 	var evs []storage.Event
+	v := sy.newViewer(sess, a.room, a.peeking)
 	if req.At != nil || a.departed {
 		at := a.upTo
 		if req.At != nil {
 			at = min(*req.At, a.upTo)
+			// The state at a token is history: the caller must have been able to see the
+			// room's last event before it (as Synapse checks).
+			last, err := sy.store.RoomEvents(ctx, req.RoomID, at, 0, false, 1)
+			if err != nil {
+				return nil, mxerr.Internal(err)
+			}
+			if len(last) == 0 {
+				return nil, mxerr.NotFound("No event at or before the token")
+			}
+			if ok, _ := v.sees(clientevent.Encode(&last[0])); !ok {
+				return nil, mxerr.Forbidden("You may not view the room's members at this token")
+			}
 		}
 		state, err := sy.store.StateAt(ctx, req.RoomID, at)
 		if err != nil {
@@ -368,7 +381,7 @@ func (sy *Syncer) Members(ctx context.Context, sess *auth.Session, req MembersRe
 		return (req.Membership != "" && e.Membership != req.Membership) || (req.NotMembership != "" && e.Membership == req.NotMembership)
 	})
 	b := []byte(`{"chunk":`)
-	b = sy.appendEvents(b, sy.newViewer(sess, a.room, a.peeking), evs)
+	b = sy.appendEvents(b, v, evs)
 	return append(b, '}'), nil
 }
 

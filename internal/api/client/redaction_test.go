@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -150,4 +151,33 @@ func TestRedactingGuestAccessRemovesGuests(t *testing.T) {
 	if pr.Get(`state.#(type=="m.room.guest_access").content.guest_access`).Exists() {
 		t.Fatalf("guest access still shown: %s", pr)
 	}
+}
+
+// /members?at=TOKEN shows history: a peeker of a room that became world-readable may not
+// read the member list of the time history was "joined".
+func TestMembersAtRespectsHistoryVisibility(t *testing.T) {
+	s := hstest.New(t)
+	owner := s.Register(t, "")
+	room := owner.CreateRoom(t, map[string]any{"preset": "public_chat"})
+	owner.SetState(t, room, "m.room.history_visibility", "", map[string]string{"history_visibility": "joined"})
+	bob := s.Register(t, "")
+	bob.Join(t, room)
+	bob.Must(t, 200, "PUT", "profile/"+url.PathEscape(bob.UserID)+"/displayname", map[string]string{"displayname": "Secret Name"})
+	before := owner.Must(t, 200, "GET", "sync", nil).Get("next_batch").String()
+	bob.Must(t, 200, "PUT", "profile/"+url.PathEscape(bob.UserID)+"/displayname", map[string]string{"displayname": "Public Name"})
+	owner.SetState(t, room, "m.room.history_visibility", "", map[string]string{"history_visibility": "world_readable"})
+	after := owner.Must(t, 200, "GET", "sync", nil).Get("next_batch").String()
+	for _, p := range []*hstest.Client{s.Guest(t), s.Register(t, "")} {
+		p.MustErr(t, 403, "M_FORBIDDEN", "GET", hstest.Room(room)+"/members?at="+before, nil)
+		// (unsigned.prev_content may still name the old profile, as in Synapse.)
+		r := p.Must(t, 200, "GET", hstest.Room(room)+"/members?at="+after, nil)
+		if got := r.Get(`chunk.#(state_key==` + strconv.Quote(bob.UserID) + `).content.displayname`).String(); got != "Public Name" {
+			t.Fatalf("members at a visible token: %s", r)
+		}
+	}
+	// Members of the time read it.
+	if r := bob.Must(t, 200, "GET", hstest.Room(room)+"/members?at="+before, nil); r.Get(`chunk.#(state_key==`+strconv.Quote(bob.UserID)+`).content.displayname`).String() != "Secret Name" {
+		t.Fatalf("a member's view at the token: %s", r)
+	}
+	owner.MustErr(t, 404, "M_NOT_FOUND", "GET", hstest.Room(room)+"/members?at=s0", nil)
 }
