@@ -252,8 +252,19 @@ func equalPtr(a, b *string) bool {
 	return *a == *b
 }
 
-// GetPresence returns a user's presence; users that never set one are offline.
-func (s *Service) GetPresence(ctx context.Context, userID string) (storage.Presence, error) {
+// GetPresence returns userID's presence as viewer may see it: their own, or that of a user
+// they share a room with (as Synapse); anyone else's is 403, unknown users included, so
+// the answer says nothing about who exists. Users that never set one are offline.
+func (s *Service) GetPresence(ctx context.Context, viewer, userID string) (storage.Presence, error) {
+	if viewer != userID {
+		shared, err := s.store.SharesRoom(ctx, viewer, userID)
+		if err != nil {
+			return storage.Presence{}, mxerr.Internal(err)
+		}
+		if !shared {
+			return storage.Presence{}, mxerr.Forbidden("You are not allowed to see their presence")
+		}
+	}
 	p, err := s.store.Presence(ctx, userID)
 	if errors.Is(err, storage.ErrNotFound) {
 		if _, err := s.store.User(ctx, userID); errors.Is(err, storage.ErrNotFound) {

@@ -245,6 +245,8 @@ type Reader interface {
 	// NextStateEvent returns the first state event of the key after pos: the one that
 	// replaced the state event at pos (ErrNotFound if none did).
 	NextStateEvent(ctx context.Context, roomID string, key StateKeyOf, after stream.Pos) (Event, error)
+	// SharesRoom reports whether two users are both joined to some room.
+	SharesRoom(ctx context.Context, userA, userB string) (bool, error)
 	// GuestMembers returns the local guest accounts joined to or invited into a room.
 	GuestMembers(ctx context.Context, roomID string) ([]string, error)
 	// MemberCounts returns joined and invited member counts.

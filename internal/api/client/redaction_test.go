@@ -181,3 +181,29 @@ func TestMembersAtRespectsHistoryVisibility(t *testing.T) {
 	}
 	owner.MustErr(t, 404, "M_NOT_FOUND", "GET", hstest.Room(room)+"/members?at=s0", nil)
 }
+
+// Presence is for the user and those who share a room with them: anyone else (and any
+// question about an unknown user) gets 403, as in Synapse.
+func TestPresenceVisibleOnlyToRoommates(t *testing.T) {
+	s := hstest.New(t)
+	alice, bob, stranger := s.Register(t, ""), s.Register(t, ""), s.Register(t, "")
+	alice.Must(t, 200, "PUT", "presence/"+url.PathEscape(alice.UserID)+"/status", map[string]any{"presence": "unavailable", "status_msg": "at the dentist"})
+	path := "presence/" + url.PathEscape(alice.UserID) + "/status"
+	if got := alice.Must(t, 200, "GET", path, nil); got.Get("status_msg").String() != "at the dentist" {
+		t.Fatalf("own presence: %s", got)
+	}
+	bob.MustErr(t, 403, "M_FORBIDDEN", "GET", path, nil)
+	stranger.MustErr(t, 403, "M_FORBIDDEN", "GET", "presence/"+url.PathEscape("@nobody:localhost")+"/status", nil)
+	room := alice.CreateRoom(t, map[string]any{"preset": "public_chat"})
+	bob.Join(t, room)
+	if got := bob.Must(t, 200, "GET", path, nil); got.Get("status_msg").String() != "at the dentist" {
+		t.Fatalf("roommate's view of presence: %s", got)
+	}
+	stranger.MustErr(t, 403, "M_FORBIDDEN", "GET", path, nil)
+	// Leaving ends it; the stranger's /sync never carries alice's presence.
+	bob.Must(t, 200, "POST", hstest.Room(room)+"/leave", map[string]any{})
+	bob.MustErr(t, 403, "M_FORBIDDEN", "GET", path, nil)
+	if got := stranger.Must(t, 200, "GET", "sync", nil); strings.Contains(got.String(), "at the dentist") {
+		t.Fatalf("a stranger's sync shows alice's presence: %s", got)
+	}
+}

@@ -91,7 +91,7 @@ func (a *API) getPresence(w http.ResponseWriter, r *http.Request, s *auth.Sessio
 	if !rooms.ValidUserID(userID) {
 		return mxerr.InvalidParam("Invalid user ID")
 	}
-	p, err := a.eph.GetPresence(r.Context(), userID)
+	p, err := a.eph.GetPresence(r.Context(), s.UserID, userID)
 	if err != nil {
 		return err
 	}

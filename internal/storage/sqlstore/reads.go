@@ -274,6 +274,13 @@ func (r reader) NextStateEvent(ctx context.Context, roomID string, key storage.S
 	return e, translate(err)
 }
 
+func (r reader) SharesRoom(ctx context.Context, userA, userB string) (bool, error) {
+	var n int
+	err := r.row(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM room_members a JOIN room_members b ON b.room_id = a.room_id
+		WHERE a.user_id = $1 AND a.membership = 'join' AND b.user_id = $2 AND b.membership = 'join' LIMIT 1) shared`, userA, userB).Scan(&n)
+	return n > 0, translate(err)
+}
+
 func (r reader) GuestMembers(ctx context.Context, roomID string) ([]string, error) {
 	rows, err := r.query(ctx, `SELECT m.user_id FROM room_members m JOIN users u ON u.user_id = m.user_id
 		WHERE m.room_id = $1 AND m.membership IN ('join', 'invite') AND u.is_guest ORDER BY m.pos`, roomID)
