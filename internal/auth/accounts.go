@@ -30,8 +30,9 @@ type Service struct {
 	cfg   Config
 	log   *slog.Logger
 	cache sessionCache
-	// OnNewUser is called after a user account is created (to set up profile state).
-	OnNewUser func(ctx context.Context, userID string)
+	// answers holds the first answer of each recently completed registration, to repeat
+	// to a client that retries the same UIA session (tokens are never stored).
+	answers answerCache
 }
 
 // New returns the account service.
@@ -39,7 +40,8 @@ func New(store storage.Store, cfg Config, log *slog.Logger) *Service {
 	if cfg.BcryptCost == 0 {
 		cfg.BcryptCost = bcrypt.DefaultCost
 	}
-	return &Service{store: store, cfg: cfg, log: log, cache: sessionCache{byHash: make(map[string]*Session), maxItems: 1 << 20}}
+	return &Service{store: store, cfg: cfg, log: log, cache: sessionCache{byHash: make(map[string]*Session), maxItems: 1 << 20},
+		answers: answerCache{byID: make(map[string]answer)}}
 }
 
 // ServerName is the homeserver's name.
@@ -163,7 +165,8 @@ type registerParams struct {
 }
 
 // Register handles POST /register for kind=user, including guest upgrades. Repeating a
-// completed registration session logs the same account in again.
+// completed registration session answers as the first time did, or is refused; it never
+// logs in again.
 func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, error) {
 	if !a.cfg.OpenRegistration {
 		return Login{}, mxerr.Forbidden("Registration has been disabled")
@@ -173,7 +176,7 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 		if rec, err := a.store.UIASession(ctx, req.Auth.Session); err == nil && rec.Op == "register" {
 			json.Unmarshal(rec.Params, &remembered)
 			if rec.Result != "" {
-				return a.loginAgain(ctx, rec.Result, remembered)
+				return a.repeatRegistration(ctx, req.Auth.Session, rec.Result, remembered)
 			}
 		}
 	}
@@ -270,6 +273,9 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 		return Login{}, mxerr.Internal(err)
 	}
 	a.finishUIA(ctx, uia, userID)
+	if !req.InhibitLogin {
+		a.answers.put(uia.session, out)
+	}
 	if guest != nil {
 		a.cache.revokeWhere(func(s *Session) bool { return s.UserID == userID && s.IsGuest })
 		a.log.Info("guest upgraded", "user", userID)
@@ -279,21 +285,19 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 	return out, nil
 }
 
-// loginAgain answers a repeated, completed registration: the same account, a new login.
-func (a *Service) loginAgain(ctx context.Context, userID string, p registerParams) (Login, error) {
+// repeatRegistration answers a repeated, completed registration (a client retrying after
+// a lost answer): the first answer again, while this node remembers it and its token
+// still works. Anything else is refused: a session ID must never be a way to log in.
+func (a *Service) repeatRegistration(ctx context.Context, session, userID string, p registerParams) (Login, error) {
 	if p.InhibitLogin {
 		return Login{UserID: userID, HomeServer: a.cfg.ServerName}, nil
 	}
-	var out Login
-	err := a.store.Write(ctx, func(tx storage.Tx) error {
-		var err error
-		out, err = a.createLogin(ctx, tx, userID, "", p.DeviceName)
-		return err
-	})
-	if err != nil {
-		return Login{}, mxerr.Internal(err)
+	if first, ok := a.answers.get(session); ok && first.UserID == userID {
+		if s, err := a.SessionForToken(ctx, first.AccessToken); err == nil && s.UserID == userID {
+			return first, nil
+		}
 	}
-	return out, nil
+	return Login{}, mxerr.Forbidden("This registration has already completed: log in with the account's password")
 }
 
 // createLogin makes a device (or reuses deviceID, revoking its old tokens) and a token.
@@ -393,9 +397,23 @@ func (a *Service) Logout(ctx context.Context, s *Session) error {
 	return a.DeleteDevices(ctx, s.UserID, []string{s.DeviceID})
 }
 
-// LogoutAll ends every session of the user.
+// LogoutAll ends every session of the user, its unfinished and completed UIA sessions
+// included.
 func (a *Service) LogoutAll(ctx context.Context, s *Session) error {
-	return a.DeleteDevices(ctx, s.UserID, nil)
+	if err := a.DeleteDevices(ctx, s.UserID, nil); err != nil {
+		return err
+	}
+	return a.endUIASessions(ctx, s.UserID)
+}
+
+// endUIASessions forgets every UIA session that acted for the user (after a password
+// change, a logout from every device or a deactivation).
+func (a *Service) endUIASessions(ctx context.Context, userID string) error {
+	a.answers.dropUser(userID)
+	if err := a.store.Write(ctx, func(tx storage.Tx) error { return tx.DeleteUserUIASessions(ctx, userID) }); err != nil {
+		return mxerr.Internal(err)
+	}
+	return nil
 }
 
 // DeleteDevices removes devices (all of the user's when ids is nil) and revokes their tokens.
@@ -464,7 +482,7 @@ func (a *Service) ChangePassword(ctx context.Context, s *Session, req ChangePass
 	if logout {
 		a.cache.revokeWhere(func(o *Session) bool { return o.UserID == s.UserID && o.DeviceID != s.DeviceID })
 	}
-	return nil
+	return a.endUIASessions(ctx, s.UserID)
 }
 
 // RequirePassword runs UIA with m.login.password for a sensitive operation (device
@@ -486,11 +504,15 @@ func (a *Service) Deactivate(ctx context.Context, userID string) error {
 		if err := notifyRevoked(ctx, tx, userID, nil); err != nil {
 			return err
 		}
+		if err := tx.DeleteUserUIASessions(ctx, userID); err != nil {
+			return err
+		}
 		return tx.Deactivate(ctx, userID)
 	})
 	if err != nil {
 		return mxerr.Internal(err)
 	}
+	a.answers.dropUser(userID)
 	a.cache.revokeWhere(func(s *Session) bool { return s.UserID == userID })
 	return nil
 }
@@ -520,7 +542,7 @@ func (a *Service) requireUIA(ctx context.Context, d *AuthDict, flows [][]string,
 		}
 		return e
 	}
-	res := uiaResult{rec: storage.UIASession{Op: op, Params: params}}
+	res := uiaResult{rec: storage.UIASession{Op: op, Params: params, UserID: userID}}
 	save := func() error {
 		if err := a.store.Write(ctx, func(tx storage.Tx) error { return tx.PutUIASession(ctx, res.session, res.rec) }); err != nil {
 			return mxerr.Internal(err)
@@ -591,7 +613,7 @@ func (a *Service) finishUIA(ctx context.Context, res uiaResult, result string) {
 		if result == "" {
 			return tx.DeleteUIASession(ctx, res.session)
 		}
-		res.rec.Result = result
+		res.rec.Result, res.rec.UserID = result, result
 		return tx.PutUIASession(ctx, res.session, res.rec)
 	})
 }

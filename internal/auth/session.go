@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"porthole/internal/mxerr"
 	"porthole/internal/storage"
@@ -185,4 +186,59 @@ func (a *Service) SessionForToken(ctx context.Context, tok string) (*Session, er
 	// Lookups are by the token's SHA-256, so timing reveals nothing about the token itself.
 	s := &Session{UserID: owner.UserID, DeviceID: owner.DeviceID, IsGuest: owner.IsGuest, tokenHash: hash, revoked: make(chan struct{})}
 	return a.cache.put(s), nil
+}
+
+// answerCache remembers the first answers of completed registrations for a while, in
+// memory only (they hold access tokens), bounded in count.
+type answerCache struct {
+	mu   sync.Mutex
+	byID map[string]answer
+}
+
+type answer struct {
+	login   Login
+	expires time.Time
+}
+
+const (
+	answerTTL     = 10 * time.Minute
+	answerMaxKept = 10000
+)
+
+func (c *answerCache) put(session string, l Login) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if len(c.byID) >= answerMaxKept {
+		for k, v := range c.byID {
+			if now.After(v.expires) {
+				delete(c.byID, k)
+			}
+		}
+		if len(c.byID) >= answerMaxKept {
+			return // under a flood of registrations, retries are refused rather than kept
+		}
+	}
+	c.byID[session] = answer{login: l, expires: now.Add(answerTTL)}
+}
+
+func (c *answerCache) get(session string) (Login, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a, ok := c.byID[session]
+	if !ok || time.Now().After(a.expires) {
+		delete(c.byID, session)
+		return Login{}, false
+	}
+	return a.login, true
+}
+
+func (c *answerCache) dropUser(userID string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, v := range c.byID {
+		if v.login.UserID == userID {
+			delete(c.byID, k)
+		}
+	}
 }

@@ -46,6 +46,8 @@ type Device struct {
 // stages done, what the first request asked for (Params, so later requests need not repeat
 // it) and, once the operation ran, its result (Result; registration: the user ID).
 type UIASession struct {
+	// UserID is the account the session acted for, once known (kept in its own column).
+	UserID    string          `json:"-"`
 	Op        string          `json:"op"`
 	Completed []string        `json:"completed"`
 	Params    json.RawMessage `json:"params,omitempty"`
@@ -301,6 +303,8 @@ type Tx interface {
 	DeleteToken(ctx context.Context, tokenHash string) error
 	PutUIASession(ctx context.Context, sessionID string, s UIASession) error
 	DeleteUIASession(ctx context.Context, sessionID string) error
+	// DeleteUserUIASessions ends every UIA session that acted for the user.
+	DeleteUserUIASessions(ctx context.Context, userID string) error
 	PutFilter(ctx context.Context, userID string, filter []byte) (int64, error)
 
 	CreateRoom(ctx context.Context, r Room) error

@@ -207,3 +207,42 @@ func TestPresenceVisibleOnlyToRoommates(t *testing.T) {
 		t.Fatalf("a stranger's sync shows alice's presence: %s", got)
 	}
 }
+
+// Repeating a completed registration's UIA session answers as the first time (a client
+// retrying a lost answer), never with a new login; after a password change or a logout
+// from every device the session is gone.
+func TestCompletedRegistrationSessionDoesNotLogIn(t *testing.T) {
+	s := hstest.New(t)
+	anon := s.Anon()
+	start := anon.Must(t, 401, "POST", "register", map[string]any{"username": "replay", "password": "first-pw"})
+	session := start.Get("session").String()
+	body := map[string]any{"auth": map[string]string{"type": "m.login.dummy", "session": session}}
+	first := anon.Must(t, 200, "POST", "register", body)
+	again := anon.Must(t, 200, "POST", "register", body)
+	if again.Get("access_token").String() != first.Get("access_token").String() || again.Get("device_id").String() != first.Get("device_id").String() {
+		t.Fatalf("a repeated registration made a new login: first %s, again %s", first, again)
+	}
+	u := &hstest.Client{S: s, UserID: first.Get("user_id").String(), Token: first.Get("access_token").String()}
+	if n := len(u.Must(t, 200, "GET", "devices", nil).Get("devices").Array()); n != 1 {
+		t.Fatalf("devices after a repeated registration: %d", n)
+	}
+	// A password change ends the session (and keeps this device logged in).
+	u.Must(t, 200, "POST", "account/password", map[string]any{"new_password": "second-pw", "logout_devices": false,
+		"auth": map[string]any{"type": "m.login.password", "identifier": map[string]string{"type": "m.id.user", "user": u.UserID}, "password": "first-pw"}})
+	if r := anon.Do(t, "POST", "register", body); r.Status == 200 || r.Get("access_token").Exists() {
+		t.Fatalf("a completed registration session still answers after a password change: %s", r)
+	}
+	// Another completed session, then logout from every device.
+	start = anon.Must(t, 401, "POST", "register", map[string]any{"username": "replay2", "password": "pw"})
+	body = map[string]any{"auth": map[string]string{"type": "m.login.dummy", "session": start.Get("session").String()}}
+	second := anon.Must(t, 200, "POST", "register", body)
+	u2 := &hstest.Client{S: s, Token: second.Get("access_token").String()}
+	u2.Must(t, 200, "POST", "logout/all", map[string]any{})
+	if r := anon.Do(t, "POST", "register", body); r.Status == 200 || r.Get("access_token").Exists() {
+		t.Fatalf("a completed registration session logs in again after logout/all: %s", r)
+	}
+	login := anon.Must(t, 200, "POST", "login", map[string]any{"type": "m.login.password", "identifier": map[string]string{"type": "m.id.user", "user": "replay2"}, "password": "pw"})
+	if n := len((&hstest.Client{S: s, Token: login.Get("access_token").String()}).Must(t, 200, "GET", "devices", nil).Get("devices").Array()); n != 1 {
+		t.Fatalf("devices after logout/all and one login: %d", n)
+	}
+}

@@ -115,11 +115,13 @@ func (r reader) Device(ctx context.Context, userID, deviceID string) (storage.De
 func (r reader) UIASession(ctx context.Context, sessionID string) (storage.UIASession, error) {
 	var s storage.UIASession
 	var raw string
-	if err := r.row(ctx, `SELECT completed FROM uia_sessions WHERE session_id = $1`, sessionID).Scan(&raw); err != nil {
+	var user sql.NullString
+	if err := r.row(ctx, `SELECT completed, user_id FROM uia_sessions WHERE session_id = $1`, sessionID).Scan(&raw, &user); err != nil {
 		return s, translate(err)
 	}
 	// The completed column holds the whole session as JSON.
 	err := json.Unmarshal([]byte(raw), &s)
+	s.UserID = user.String
 	return s, err
 }
 

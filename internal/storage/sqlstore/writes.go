@@ -147,8 +147,13 @@ func (t *txn) PutUIASession(ctx context.Context, sessionID string, s storage.UIA
 	if _, err := t.exec(ctx, `DELETE FROM uia_sessions WHERE created_ts < $1`, time.Now().Add(-24*time.Hour).UnixMilli()); err != nil {
 		return err
 	}
-	_, err := t.exec(ctx, `INSERT INTO uia_sessions (session_id, completed, created_ts) VALUES ($1, $2, $3)
-		ON CONFLICT (session_id) DO UPDATE SET completed = excluded.completed`, sessionID, string(raw), time.Now().UnixMilli())
+	_, err := t.exec(ctx, `INSERT INTO uia_sessions (session_id, completed, created_ts, user_id) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (session_id) DO UPDATE SET completed = excluded.completed, user_id = excluded.user_id`, sessionID, string(raw), time.Now().UnixMilli(), nullStr(s.UserID))
+	return err
+}
+
+func (t *txn) DeleteUserUIASessions(ctx context.Context, userID string) error {
+	_, err := t.exec(ctx, `DELETE FROM uia_sessions WHERE user_id = $1`, userID)
 	return err
 }
 
