@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"porthole/internal/hstest"
 )
 
 // TestMain lets the test binary act as the porthole binary, so process-level tests
@@ -68,8 +70,8 @@ func startServer(t *testing.T, dataDir string) *proc {
 
 var client = &http.Client{Timeout: 60 * time.Second}
 
-// call sends a request and decodes the JSON answer.
-func call(base, method, path, token string, body any) (int, map[string]any, error) {
+// call sends a request and decodes the JSON answer, which must match the spec's schemas.
+func call(t testing.TB, base, method, path, token string, body any) (int, map[string]any, error) {
 	var rd io.Reader
 	if body != nil {
 		raw, _ := json.Marshal(body)
@@ -84,14 +86,19 @@ func call(base, method, path, token string, body any) (int, map[string]any, erro
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, err
+	}
+	hstest.CheckSpec(t, method, req.URL.EscapedPath(), resp.StatusCode, raw)
 	var out map[string]any
-	err = json.NewDecoder(resp.Body).Decode(&out)
+	err = json.Unmarshal(raw, &out)
 	return resp.StatusCode, out, err
 }
 
 func mustCall(t *testing.T, base, method, path, token string, body any) map[string]any {
 	t.Helper()
-	status, out, err := call(base, method, path, token, body)
+	status, out, err := call(t, base, method, path, token, body)
 	if err != nil || status != 200 {
 		t.Fatalf("%s %s: %d %v %v", method, path, status, out, err)
 	}
@@ -140,7 +147,7 @@ func TestKillNeverLosesAcknowledgedEvents(t *testing.T) {
 					default:
 					}
 					txn := fmt.Sprintf("c%d-s%d-%d", cycle, s, i)
-					status, out, err := call(p.url, "PUT", "rooms/"+url.PathEscape(room)+"/send/m.room.message/"+txn, token,
+					status, out, err := call(t, p.url, "PUT", "rooms/"+url.PathEscape(room)+"/send/m.room.message/"+txn, token,
 						map[string]any{"msgtype": "m.text", "body": txn})
 					if err != nil || status != 200 {
 						return // the server died under us: this send was not acknowledged
@@ -237,7 +244,7 @@ func TestGracefulShutdown(t *testing.T) {
 	done := make(chan result, 1)
 	go func() {
 		t0 := time.Now()
-		status, out, err := call(p.url, "GET", "events?timeout=60000&room_id="+url.QueryEscape(room), g, nil)
+		status, out, err := call(t, p.url, "GET", "events?timeout=60000&room_id="+url.QueryEscape(room), g, nil)
 		done <- result{status, out, err, time.Since(t0)}
 	}()
 	// Wait until the poll is parked (the metric), then stop the server.

@@ -26,6 +26,7 @@ import (
 
 	"porthole/internal/config"
 	"porthole/internal/server"
+	"porthole/internal/specschema"
 )
 
 // Server is a running test homeserver.
@@ -227,7 +228,32 @@ func (c *Client) DoCtx(ctx context.Context, t testing.TB, method, path string, b
 	if err != nil && ctx.Err() == nil {
 		t.Fatalf("%s %s: reading body: %v", method, path, err)
 	}
+	if ctx.Err() == nil {
+		CheckSpec(t, method, req.URL.EscapedPath(), resp.StatusCode, raw)
+	}
 	return Response{Status: resp.StatusCode, Body: raw}
+}
+
+// CheckSpec fails the test (without stopping it) for every way a response breaks the
+// spec's schemas: the endpoint's response schema for that status, the error schema for
+// errors, and the event schema of every event in it (internal/specschema). Every request
+// through Client is checked; tests that talk raw HTTP call it themselves.
+func CheckSpec(t testing.TB, method, rawPath string, status int, body []byte) {
+	t.Helper()
+	spec, err := specschema.Load()
+	if err != nil {
+		t.Fatalf("loading the spec's schemas: %v", err)
+	}
+	for _, v := range spec.CheckResponse(method, rawPath, status, body) {
+		t.Errorf("response breaks the spec: %s\n\tbody: %s", v, clip(body, 600))
+	}
+}
+
+func clip(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "…"
+	}
+	return string(b)
 }
 
 // Must sends a request and fails the test unless the status is want.

@@ -113,11 +113,11 @@ func AppendPresence(b []byte, p *storage.Presence, nowMS int64) []byte {
 	}
 	b = append(b, `"presence":`...)
 	b, _ = jsontext.AppendQuote(b, p.State)
-	b = append(b, `,"status_msg":`...)
+	// Without a message the key is left out: the event schema says string, and clients
+	// (matrix-nio) drop the whole event for a null.
 	if p.StatusMsg != nil {
+		b = append(b, `,"status_msg":`...)
 		b, _ = jsontext.AppendQuote(b, *p.StatusMsg)
-	} else {
-		b = append(b, "null"...)
 	}
 	b = append(b, `,"user_id":`...)
 	b, _ = jsontext.AppendQuote(b, p.UserID)

@@ -385,10 +385,11 @@ func (sy *Syncer) Members(ctx context.Context, sess *auth.Session, req MembersRe
 	return append(b, '}'), nil
 }
 
-// JoinedMember is an entry of /joined_members.
+// JoinedMember is an entry of /joined_members; a profile field the member has not set is
+// left out (the schema has strings, no nulls).
 type JoinedMember struct {
-	DisplayName *string `json:"display_name"`
-	AvatarURL   *string `json:"avatar_url"`
+	DisplayName *string `json:"display_name,omitempty"`
+	AvatarURL   *string `json:"avatar_url,omitempty"`
 }
 
 // JoinedMembers lists joined members with their profiles; only members may ask.

@@ -10,6 +10,7 @@ import (
 	"porthole/internal/httpx"
 	"porthole/internal/mxerr"
 	"porthole/internal/rooms"
+	"porthole/internal/storage"
 )
 
 // specVersions are the Client-Server API versions Porthole implements.
@@ -156,11 +157,17 @@ func (a *API) deactivate(w http.ResponseWriter, r *http.Request, s *auth.Session
 	return httpx.WriteJSON(w, 200, map[string]string{"id_server_unbind_result": "no-support"})
 }
 
+// deviceJSON is a device as the spec's client_device schema has it: fields without a value
+// are left out (the schema has no nulls).
 type deviceJSON struct {
 	DeviceID    string  `json:"device_id"`
-	DisplayName *string `json:"display_name"`
-	LastSeenIP  *string `json:"last_seen_ip"`
-	LastSeenTS  *int64  `json:"last_seen_ts"`
+	DisplayName *string `json:"display_name,omitempty"`
+	LastSeenIP  string  `json:"last_seen_ip,omitempty"`
+	LastSeenTS  int64   `json:"last_seen_ts,omitempty"`
+}
+
+func deviceJSONOf(d storage.Device) deviceJSON {
+	return deviceJSON{DeviceID: d.ID, DisplayName: d.DisplayName, LastSeenIP: d.LastSeenIP, LastSeenTS: d.LastSeenTS}
 }
 
 func (a *API) devices(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
@@ -170,16 +177,7 @@ func (a *API) devices(w http.ResponseWriter, r *http.Request, s *auth.Session) e
 	}
 	out := make([]deviceJSON, 0, len(ds))
 	for _, d := range ds {
-		dj := deviceJSON{DeviceID: d.ID, DisplayName: d.DisplayName}
-		if d.LastSeenTS > 0 {
-			ts := d.LastSeenTS
-			dj.LastSeenTS = &ts
-		}
-		if d.LastSeenIP != "" {
-			ip := d.LastSeenIP
-			dj.LastSeenIP = &ip
-		}
-		out = append(out, dj)
+		out = append(out, deviceJSONOf(d))
 	}
 	return httpx.WriteJSON(w, 200, map[string]any{"devices": out})
 }
@@ -189,11 +187,7 @@ func (a *API) device(w http.ResponseWriter, r *http.Request, s *auth.Session) er
 	if err != nil {
 		return notFoundOr(err, "Unknown device")
 	}
-	dj := deviceJSON{DeviceID: d.ID, DisplayName: d.DisplayName}
-	if d.LastSeenTS > 0 {
-		dj.LastSeenTS = &d.LastSeenTS
-	}
-	return httpx.WriteJSON(w, 200, dj)
+	return httpx.WriteJSON(w, 200, deviceJSONOf(d))
 }
 
 func (a *API) updateDevice(w http.ResponseWriter, r *http.Request, s *auth.Session) error {

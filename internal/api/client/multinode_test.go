@@ -112,8 +112,8 @@ func TestClusterConcurrentWriters(t *testing.T) {
 		}
 	}
 	// A transaction ID retried through another node gives the same event.
-	first := owner.Must(t, 200, "PUT", hstest.Room(room)+"/send/m.room.message/cross-node-txn", map[string]any{"body": "once"}).Get("event_id").String()
-	again := on(owner, nodes[2]).Must(t, 200, "PUT", hstest.Room(room)+"/send/m.room.message/cross-node-txn", map[string]any{"body": "once"}).Get("event_id").String()
+	first := owner.Must(t, 200, "PUT", hstest.Room(room)+"/send/m.room.message/cross-node-txn", map[string]any{"msgtype": "m.text", "body": "once"}).Get("event_id").String()
+	again := on(owner, nodes[2]).Must(t, 200, "PUT", hstest.Room(room)+"/send/m.room.message/cross-node-txn", map[string]any{"msgtype": "m.text", "body": "once"}).Get("event_id").String()
 	if first != again {
 		t.Fatalf("retry on another node: %s then %s", first, again)
 	}
