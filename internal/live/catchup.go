@@ -40,6 +40,14 @@ func (h *Hub) catchUpLocked(ctx context.Context, pos stream.Pos) error {
 	if pos <= from {
 		return nil
 	}
+	// Never move past what storage has committed, whatever a notification claimed.
+	top, err := h.store.MaxPos(ctx)
+	if err != nil {
+		return err
+	}
+	if pos = min(pos, top); pos <= from {
+		return nil
+	}
 	batch, err := h.store.StreamRange(ctx, from, pos)
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -45,7 +46,7 @@ func (s *Store) listenOnce(ctx context.Context, channels []string, onNotify func
 	}
 	defer conn.Close(context.Background())
 	for _, ch := range channels {
-		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch + s.channelSuffix}.Sanitize()); err != nil {
 			return err
 		}
 	}
@@ -59,6 +60,6 @@ func (s *Store) listenOnce(ctx context.Context, channels []string, onNotify func
 			}
 			return err
 		}
-		onNotify(n.Channel, n.Payload)
+		onNotify(strings.TrimSuffix(n.Channel, s.channelSuffix), n.Payload)
 	}
 }

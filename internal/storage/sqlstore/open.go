@@ -4,6 +4,8 @@
 package sqlstore
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"context"
 	"database/sql"
 	"errors"
@@ -38,6 +40,9 @@ type Store struct {
 	readDB  *sql.DB
 	dialect dialect
 	dsn     string
+	// channelSuffix scopes notification channels to the schema: LISTEN/NOTIFY is per
+	// database, and servers in other schemas of the same database must not hear us.
+	channelSuffix string
 	// OnSubscribeError is told about LISTEN connection failures (for logs).
 	OnSubscribeError func(error)
 }
@@ -147,9 +152,25 @@ func openPostgres(dsn string, opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{writer: db, readDB: db, dialect: postgresDialect, dsn: dsn}
+	var schema string
+	if err := db.QueryRow(`SELECT current_schema()`).Scan(&schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("postgres: reading the schema: %w", err)
+	}
+	s := &Store{writer: db, readDB: db, dialect: postgresDialect, dsn: dsn, channelSuffix: channelSuffix(schema)}
 	s.reader = reader{q: db, d: postgresDialect}
 	return s, nil
+}
+
+// channelSuffix is "" for the default schema (so the channel names stay those of earlier
+// versions) and a short hash of the schema's name otherwise (channel names are limited to
+// 63 bytes).
+func channelSuffix(schema string) string {
+	if schema == "" || schema == "public" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(schema))
+	return "_" + hex.EncodeToString(sum[:8])
 }
 
 // Close closes the pools.
@@ -167,7 +188,7 @@ func (s *Store) Write(ctx context.Context, fn func(storage.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(&txn{reader: reader{q: tx, d: s.dialect}}); err != nil {
+	if err := fn(&txn{reader: reader{q: tx, d: s.dialect}, channelSuffix: s.channelSuffix}); err != nil {
 		tx.Rollback()
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 // txn implements storage.Tx.
 type txn struct {
 	reader
+	channelSuffix string
 }
 
 var _ storage.Tx = (*txn)(nil)
@@ -42,7 +43,7 @@ func (t *txn) Notify(ctx context.Context, channel, payload string) error {
 	if t.d != postgresDialect {
 		return nil
 	}
-	_, err := t.exec(ctx, `SELECT pg_notify($1, $2)`, channel, payload)
+	_, err := t.exec(ctx, `SELECT pg_notify($1, $2)`, channel+t.channelSuffix, payload)
 	return err
 }
 
