@@ -18,6 +18,20 @@ type allowance struct {
 
 var allowances = []allowance{
 	{
+		method: "GET", template: "/_matrix/client/v3/devices", pointer: "/devices/*/*", problem: "got null",
+		why: "Synapse answers an unset display_name, last_seen_ip or last_seen_ts with null, and " +
+			"matrix-nio 0.20 requires the three keys (string or null): without them its devices() fails.",
+	},
+	{
+		method: "GET", template: "/_matrix/client/v3/devices/{deviceId}", pointer: "/*", problem: "got null",
+		why: "the same device object as in GET /devices (Synapse's nulls, which matrix-nio relies on).",
+	},
+	{
+		method: "GET", template: "/_matrix/client/v3/rooms/{roomId}/joined_members", pointer: "/joined/*/*", problem: "got null",
+		why: "Synapse answers an unset display_name or avatar_url with null, and matrix-nio 0.20 " +
+			"requires display_name (string or null): without it its joined_members() fails.",
+	},
+	{
 		method: "GET", template: "/_matrix/client/v3/events", pointer: "/chunk/*",
 		notRoomEvents: true, problem: "missing propert",
 		why: "Synapse's deprecated global /events stream carries presence, typing, receipts and " +

@@ -385,11 +385,11 @@ func (sy *Syncer) Members(ctx context.Context, sess *auth.Session, req MembersRe
 	return append(b, '}'), nil
 }
 
-// JoinedMember is an entry of /joined_members; a profile field the member has not set is
-// left out (the schema has strings, no nulls).
+// JoinedMember is an entry of /joined_members. A profile field the member has not set is
+// null, as Synapse answers: matrix-nio requires display_name (see specschema's allowlist).
 type JoinedMember struct {
-	DisplayName *string `json:"display_name,omitempty"`
-	AvatarURL   *string `json:"avatar_url,omitempty"`
+	DisplayName *string `json:"display_name"`
+	AvatarURL   *string `json:"avatar_url"`
 }
 
 // JoinedMembers lists joined members with their profiles; only members may ask.

@@ -157,17 +157,24 @@ func (a *API) deactivate(w http.ResponseWriter, r *http.Request, s *auth.Session
 	return httpx.WriteJSON(w, 200, map[string]string{"id_server_unbind_result": "no-support"})
 }
 
-// deviceJSON is a device as the spec's client_device schema has it: fields without a value
-// are left out (the schema has no nulls).
+// deviceJSON is a device as Synapse answers it: an unset display name, IP or time is null
+// rather than left out, because matrix-nio requires the keys (see specschema's allowlist).
 type deviceJSON struct {
 	DeviceID    string  `json:"device_id"`
-	DisplayName *string `json:"display_name,omitempty"`
-	LastSeenIP  string  `json:"last_seen_ip,omitempty"`
-	LastSeenTS  int64   `json:"last_seen_ts,omitempty"`
+	DisplayName *string `json:"display_name"`
+	LastSeenIP  *string `json:"last_seen_ip"`
+	LastSeenTS  *int64  `json:"last_seen_ts"`
 }
 
 func deviceJSONOf(d storage.Device) deviceJSON {
-	return deviceJSON{DeviceID: d.ID, DisplayName: d.DisplayName, LastSeenIP: d.LastSeenIP, LastSeenTS: d.LastSeenTS}
+	dj := deviceJSON{DeviceID: d.ID, DisplayName: d.DisplayName}
+	if d.LastSeenTS > 0 {
+		dj.LastSeenTS = &d.LastSeenTS
+	}
+	if d.LastSeenIP != "" {
+		dj.LastSeenIP = &d.LastSeenIP
+	}
+	return dj
 }
 
 func (a *API) devices(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
