@@ -112,3 +112,37 @@ func TestCheckResponse(t *testing.T) {
 		})
 	}
 }
+
+// The allowlist excuses what it names and nothing beside it.
+func TestAllowancesAreNarrow(t *testing.T) {
+	s := mustLoad(t)
+	for _, a := range allowances {
+		if len(a.why) < 40 {
+			t.Errorf("allowance for %s %s %v needs a reason", a.method, a.template, a.pointers)
+		}
+	}
+	check := func(method, path string, body string) []Violation {
+		return s.CheckResponse(method, path, 200, []byte(body))
+	}
+	if v := check("GET", "/_matrix/client/v3/devices", `{"devices":[{"device_id":"D","display_name":null,"last_seen_ip":null,"last_seen_ts":null}]}`); len(v) > 0 {
+		t.Errorf("Synapse's device nulls were not excused: %v", v)
+	}
+	if v := check("GET", "/_matrix/client/v3/devices", `{"devices":[{"device_id":null}]}`); len(v) == 0 {
+		t.Error("a null device_id was excused")
+	}
+	if v := check("GET", "/_matrix/client/v3/devices", `{"devices":[{"device_id":"D","last_seen_ts":"x"}]}`); len(v) == 0 {
+		t.Error("a string last_seen_ts was excused")
+	}
+	edu := `{"start":"s1","end":"s2","chunk":[{"type":"m.typing","room_id":"!r:x","content":{"user_ids":[]}}]}`
+	if v := check("GET", "/_matrix/client/v3/events", edu); len(v) > 0 {
+		t.Errorf("a typing EDU in /events was not excused: %v", v)
+	}
+	roomEvent := `{"start":"s1","end":"s2","chunk":[{"type":"m.room.message","event_id":"$e","room_id":"!r:x","content":{"msgtype":"m.text","body":"x"}}]}`
+	if v := check("GET", "/_matrix/client/v3/events", roomEvent); len(v) == 0 {
+		t.Error("a room event without sender in /events was excused")
+	}
+	badPresence := `{"start":"s1","end":"s2","chunk":[{"type":"m.presence","sender":"@a:x","content":{"presence":"online","status_msg":null}}]}`
+	if v := check("GET", "/_matrix/client/v3/events", badPresence); len(v) == 0 {
+		t.Error("a null status_msg in /events was excused")
+	}
+}
