@@ -86,8 +86,12 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cm.register(fs)
 	senders := fs.Int("s", 8, "senders in the room (closed loop)")
 	n := fs.Int("n", 5000, "events to send in total")
+	members := fs.Int("members", 0, "extra members (guests) joined to the room before sending, so every send is evaluated for them (push rules, counts)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *members < 0 || *members > 100000 {
+		return fmt.Errorf("-members must be between 0 and 100000")
 	}
 	ctx, cancel := context.WithTimeout(ctx, cm.maxDuration)
 	defer cancel()
@@ -97,7 +101,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer tg.stop()
 	base := tg.urls[0]
-	hc := &http.Client{Transport: newTransport(*senders)}
+	hc := &http.Client{Transport: newTransport(max(*senders, 16))}
 	errs := &statusCounter{}
 	clients := make([]*client, *senders)
 	var room string
@@ -112,6 +116,15 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		} else if err := clients[i].join(ctx, room); err != nil {
 			return err
 		}
+	}
+	if err := parallel(ctx, *members, 16, func(int) error {
+		g, err := registerGuest(ctx, base, hc, errs)
+		if err != nil {
+			return err
+		}
+		return g.join(ctx, room)
+	}); err != nil {
+		return err
 	}
 	_, cpu0 := tg.stats()
 	// Each worker sends as "its" user: worker k owns clients[k], taking indices k, k+S, ...
@@ -140,6 +153,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	wg.Wait()
 	took := time.Since(start)
 	r := &SimpleResult{Scenario: "send", Target: base, Count: *n, Concurrency: *senders, PerSecond: float64(*n) / took.Seconds(), Latency: summarize(lat), Seconds: took.Seconds()}
+	r.Extra = map[string]any{"room_members": *senders + *members}
 	finishSimple(r, tg, cpu0, errs)
 	if !cm.jsonOnly {
 		printSimple(stderr, r)

@@ -178,6 +178,65 @@ type PublicRoom struct {
 	RoomID string
 }
 
+// OutboxItem is one queued delivery of the durable outbox (internal/outbox): an opaque
+// payload for a destination of a kind, in the destination's order (Seq).
+type OutboxItem struct {
+	Kind        string
+	Destination string
+	Seq         int64
+	Payload     []byte
+	CreatedTS   int64
+}
+
+// OutboxDestination is a destination's delivery state: its backoff and who holds its lease.
+type OutboxDestination struct {
+	Kind        string
+	Destination string
+	Failures    int
+	RetryTS     int64 // no delivery before this time (unix ms)
+	LeaseOwner  string
+	LeaseUntil  int64 // unix ms
+	LastError   string
+}
+
+// OutboxReader is the read side of the outbox tables.
+type OutboxReader interface {
+	// OutboxItems returns the destination's first queued items in order, at most limit.
+	OutboxItems(ctx context.Context, kind, dest string, limit int) ([]OutboxItem, error)
+	OutboxDestination(ctx context.Context, kind, dest string) (OutboxDestination, error)
+	// OutboxDue lists destinations with queued items whose backoff is over and whose lease
+	// is free or expired at now, earliest retry first, at most limit.
+	OutboxDue(ctx context.Context, now int64, limit int) ([]OutboxDestination, error)
+	// OutboxNextRetry is the earliest retry time after now of a destination with queued
+	// items (0 when there is none).
+	OutboxNextRetry(ctx context.Context, now int64) (int64, error)
+}
+
+// OutboxWriter changes the outbox tables. The methods taking an owner change nothing and
+// return false when owner does not hold the destination's lease.
+type OutboxWriter interface {
+	// OutboxEnqueue appends an item to the destination's queue. Positions in a queue are
+	// taken under the destination's row lock, so they follow commit order.
+	OutboxEnqueue(ctx context.Context, kind, dest string, payload []byte, now int64) error
+	// OutboxPurge deletes a destination with its queue.
+	OutboxPurge(ctx context.Context, kind, dest string) error
+	// OutboxLease gives owner the destination until until, if its backoff is over and its
+	// lease is free, expired or already owner's.
+	OutboxLease(ctx context.Context, kind, dest, owner string, now, until int64) (bool, error)
+	// OutboxDelivered removes the items up to upToSeq, resets the backoff and renews the
+	// lease until until.
+	OutboxDelivered(ctx context.Context, kind, dest, owner string, upToSeq, until int64) (bool, error)
+	// OutboxFailed records a failed attempt (failures+1, no delivery before retryTS) and
+	// releases the lease.
+	OutboxFailed(ctx context.Context, kind, dest, owner string, retryTS int64, lastErr string) (bool, error)
+	// OutboxDrop removes the given items (a compaction of the backlog).
+	OutboxDrop(ctx context.Context, kind, dest, owner string, seqs []int64) (bool, error)
+	// OutboxRelease gives the lease up and reports whether items are still queued.
+	OutboxRelease(ctx context.Context, kind, dest, owner string) (pending bool, err error)
+	// OutboxClearLeases frees every lease (a single-process database, at start-up).
+	OutboxClearLeases(ctx context.Context) error
+}
+
 // Store is the whole storage interface.
 type Store interface {
 	Accounts
@@ -272,6 +331,7 @@ type Reader interface {
 	EventSenders(ctx context.Context, roomID string, types []string, upTo stream.Pos, limit int) ([]PosSender, error)
 	// StreamRange returns every stream item with from < pos <= to.
 	StreamRange(ctx context.Context, from, to stream.Pos) (StreamBatch, error)
+	OutboxReader
 	// CountEventsAfter counts room events of the given types after pos, not sent by sender.
 	CountEventsAfter(ctx context.Context, roomID string, after stream.Pos, notSender string, types []string) (int, error)
 }
@@ -279,6 +339,9 @@ type Reader interface {
 // Tx is the write side, valid inside Store.Write.
 type Tx interface {
 	Reader
+	OutboxWriter
+	// AfterCommit runs fn once the transaction has committed (not at all if it rolls back).
+	AfterCommit(fn func())
 	// LockStream serialises this transaction with every other stream writer, on every
 	// process sharing the database, until it ends: room writes read the room's head and
 	// current state after it, so two nodes never build on the same head.

@@ -188,12 +188,16 @@ func (s *Store) Write(ctx context.Context, fn func(storage.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(&txn{reader: reader{q: tx, d: s.dialect}, channelSuffix: s.channelSuffix}); err != nil {
+	t := &txn{reader: reader{q: tx, d: s.dialect}, channelSuffix: s.channelSuffix}
+	if err := fn(t); err != nil {
 		tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	for _, f := range t.afterCommit {
+		f()
 	}
 	return nil
 }

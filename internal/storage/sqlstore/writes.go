@@ -15,7 +15,10 @@ import (
 type txn struct {
 	reader
 	channelSuffix string
+	afterCommit   []func()
 }
+
+func (t *txn) AfterCommit(fn func()) { t.afterCommit = append(t.afterCommit, fn) }
 
 var _ storage.Tx = (*txn)(nil)
 
