@@ -437,7 +437,7 @@ func TestTwoNodesNeverDeliverToOneDestinationAtOnce(t *testing.T) {
 					return
 				}
 				// Paced, so queues empty, leases are released and both nodes win some.
-				time.Sleep(3 * time.Millisecond)
+				time.Sleep(10 * time.Millisecond)
 			}
 		}()
 	}
