@@ -22,8 +22,9 @@ func TestImportDirection(t *testing.T) {
 		"porthole/internal/live":       {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/storage/sqlstore"},
 		"porthole/internal/rooms":      {"porthole/internal/api", "porthole/internal/syncer", "porthole/internal/storage/sqlstore"},
 		"porthole/internal/syncer":     {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/storage/sqlstore"},
-		"porthole/internal/auth":       {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/storage/sqlstore"},
+		"porthole/internal/auth":       {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/storage/sqlstore", "porthole/internal/e2ee"},
 		"porthole/internal/outbox":     {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/live", "porthole/internal/auth", "porthole/internal/storage/sqlstore"},
+		"porthole/internal/e2ee":       {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/storage/sqlstore"},
 		"porthole/internal/api/client": {"porthole/internal/storage/sqlstore", "porthole/internal/server"},
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

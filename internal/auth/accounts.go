@@ -33,6 +33,35 @@ type Service struct {
 	// answers holds the first answer of each recently completed registration, to repeat
 	// to a client that retries the same UIA session (tokens are never stored).
 	answers answerCache
+	// DeviceTx, when set, runs every transaction that creates, renames or deletes devices,
+	// so that what else belongs to a device (its keys, its to-device inbox) goes in the same
+	// transaction and the change is announced once committed. Without it such a
+	// transaction is a plain one.
+	DeviceTx func(ctx context.Context, fn func(tx storage.Tx) (DeviceChange, error)) error
+}
+
+// DeviceChange is what a transaction did to one user's devices.
+type DeviceChange struct {
+	UserID  string
+	Created []string
+	Renamed []string
+	Deleted []string
+}
+
+// Empty reports that no device changed.
+func (c DeviceChange) Empty() bool {
+	return c.UserID == "" || len(c.Created)+len(c.Renamed)+len(c.Deleted) == 0
+}
+
+// deviceWrite runs a transaction that changes devices (through DeviceTx when set).
+func (a *Service) deviceWrite(ctx context.Context, fn func(tx storage.Tx) (DeviceChange, error)) error {
+	if a.DeviceTx != nil {
+		return a.DeviceTx(ctx, fn)
+	}
+	return a.store.Write(ctx, func(tx storage.Tx) error {
+		_, err := fn(tx)
+		return err
+	})
 }
 
 // New returns the account service.
@@ -134,18 +163,18 @@ func (a *Service) RegisterGuest(ctx context.Context, deviceName *string) (Login,
 		return Login{}, &mxerr.Error{Status: 403, Code: "M_UNKNOWN", Message: "Guest access is disabled"}
 	}
 	var out Login
-	err := a.store.Write(ctx, func(tx storage.Tx) error {
+	err := a.deviceWrite(ctx, func(tx storage.Tx) (DeviceChange, error) {
 		n, err := tx.NextGuestNumber(ctx)
 		if err != nil {
-			return err
+			return DeviceChange{}, err
 		}
 		localpart := strconv.FormatInt(n, 10)
 		userID := a.UserID(localpart)
 		if err := tx.CreateUser(ctx, storage.User{ID: userID, IsGuest: true, DisplayName: &localpart, CreatedTS: time.Now().UnixMilli()}); err != nil {
-			return err
+			return DeviceChange{}, err
 		}
 		out, err = a.createLogin(ctx, tx, userID, "", deviceName)
-		return err
+		return DeviceChange{UserID: userID, Created: []string{out.DeviceID}}, err
 	})
 	if err != nil {
 		return Login{}, mxerr.Internal(err)
@@ -235,18 +264,21 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 	}
 	var out Login
 	var userID string
-	err = a.store.Write(ctx, func(tx storage.Tx) error {
+	err = a.deviceWrite(ctx, func(tx storage.Tx) (DeviceChange, error) {
+		var change DeviceChange
 		if guest != nil {
 			userID = guest.UserID
 			if err := tx.UpgradeGuest(ctx, userID, hash); err != nil {
-				return err
+				return change, err
 			}
 			// The guest's old devices and tokens stop working.
-			if _, err := tx.DeleteDevices(ctx, userID, nil, ""); err != nil {
-				return err
+			deleted, err := tx.DeleteDevices(ctx, userID, nil, "")
+			if err != nil {
+				return change, err
 			}
+			change.Deleted = deleted
 			if err := notifyRevoked(ctx, tx, userID, nil); err != nil {
-				return err
+				return change, err
 			}
 		} else {
 			if localpart == "" {
@@ -254,16 +286,18 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 			}
 			userID = a.UserID(localpart)
 			if err := tx.CreateUser(ctx, storage.User{ID: userID, PasswordHash: hash, DisplayName: &localpart, CreatedTS: time.Now().UnixMilli()}); err != nil {
-				return err
+				return change, err
 			}
 		}
+		change.UserID = userID
 		if req.InhibitLogin {
 			out = Login{UserID: userID, HomeServer: a.cfg.ServerName}
-			return nil
+			return change, nil
 		}
 		var err error
 		out, err = a.createLogin(ctx, tx, userID, req.DeviceID, req.InitialDeviceDisplayName)
-		return err
+		change.Created = []string{out.DeviceID}
+		return change, err
 	})
 	if errors.Is(err, storage.ErrConflict) {
 		return Login{}, mxerr.UserInUse("User ID already taken.")
@@ -378,10 +412,10 @@ func (a *Service) Login(ctx context.Context, req LoginRequest) (Login, error) {
 		return Login{}, err
 	}
 	var out Login
-	err = a.store.Write(ctx, func(tx storage.Tx) error {
+	err = a.deviceWrite(ctx, func(tx storage.Tx) (DeviceChange, error) {
 		var err error
 		out, err = a.createLogin(ctx, tx, userID, req.DeviceID, req.InitialDeviceDisplayName)
-		return err
+		return DeviceChange{UserID: userID, Created: []string{out.DeviceID}}, err
 	})
 	if err != nil {
 		return Login{}, mxerr.Internal(err)
@@ -419,12 +453,12 @@ func (a *Service) endUIASessions(ctx context.Context, userID string) error {
 // DeleteDevices removes devices (all of the user's when ids is nil) and revokes their tokens.
 func (a *Service) DeleteDevices(ctx context.Context, userID string, ids []string) error {
 	var deleted []string
-	err := a.store.Write(ctx, func(tx storage.Tx) error {
+	err := a.deviceWrite(ctx, func(tx storage.Tx) (DeviceChange, error) {
 		var err error
 		if deleted, err = tx.DeleteDevices(ctx, userID, ids, ""); err != nil {
-			return err
+			return DeviceChange{}, err
 		}
-		return notifyRevoked(ctx, tx, userID, deleted)
+		return DeviceChange{UserID: userID, Deleted: deleted}, notifyRevoked(ctx, tx, userID, deleted)
 	})
 	if err != nil {
 		return mxerr.Internal(err)
@@ -463,18 +497,18 @@ func (a *Service) ChangePassword(ctx context.Context, s *Session, req ChangePass
 		return mxerr.Internal(err)
 	}
 	logout := req.LogoutDevices == nil || *req.LogoutDevices
-	err = a.store.Write(ctx, func(tx storage.Tx) error {
+	err = a.deviceWrite(ctx, func(tx storage.Tx) (DeviceChange, error) {
 		if err := tx.UpdatePassword(ctx, s.UserID, string(hash)); err != nil {
-			return err
+			return DeviceChange{}, err
 		}
 		if logout {
 			deleted, err := tx.DeleteDevices(ctx, s.UserID, nil, s.DeviceID)
 			if err != nil {
-				return err
+				return DeviceChange{}, err
 			}
-			return notifyRevoked(ctx, tx, s.UserID, deleted)
+			return DeviceChange{UserID: s.UserID, Deleted: deleted}, notifyRevoked(ctx, tx, s.UserID, deleted)
 		}
-		return nil
+		return DeviceChange{}, nil
 	})
 	if err != nil {
 		return mxerr.Internal(err)
@@ -497,17 +531,18 @@ func (a *Service) RequirePassword(ctx context.Context, s *Session, d *AuthDict, 
 
 // Deactivate disables the account and revokes every session.
 func (a *Service) Deactivate(ctx context.Context, userID string) error {
-	err := a.store.Write(ctx, func(tx storage.Tx) error {
-		if _, err := tx.DeleteDevices(ctx, userID, nil, ""); err != nil {
-			return err
+	err := a.deviceWrite(ctx, func(tx storage.Tx) (DeviceChange, error) {
+		deleted, err := tx.DeleteDevices(ctx, userID, nil, "")
+		if err != nil {
+			return DeviceChange{}, err
 		}
 		if err := notifyRevoked(ctx, tx, userID, nil); err != nil {
-			return err
+			return DeviceChange{}, err
 		}
 		if err := tx.DeleteUserUIASessions(ctx, userID); err != nil {
-			return err
+			return DeviceChange{}, err
 		}
-		return tx.Deactivate(ctx, userID)
+		return DeviceChange{UserID: userID, Deleted: deleted}, tx.Deactivate(ctx, userID)
 	})
 	if err != nil {
 		return mxerr.Internal(err)
@@ -646,7 +681,9 @@ func subset(need, have []string) bool {
 
 // UpdateDevice renames a device.
 func (a *Service) UpdateDevice(ctx context.Context, userID, deviceID string, displayName *string) error {
-	err := a.store.Write(ctx, func(tx storage.Tx) error { return tx.UpdateDevice(ctx, userID, deviceID, displayName) })
+	err := a.deviceWrite(ctx, func(tx storage.Tx) (DeviceChange, error) {
+		return DeviceChange{UserID: userID, Renamed: []string{deviceID}}, tx.UpdateDevice(ctx, userID, deviceID, displayName)
+	})
 	if errors.Is(err, storage.ErrNotFound) {
 		return mxerr.NotFound("Unknown device")
 	} else if err != nil {

@@ -72,6 +72,9 @@ type Config struct {
 	// MaxConnections caps open client connections; 0 means the open-files limit minus 512.
 	MaxConnections int `yaml:"max_connections"`
 
+	// ToDeviceInboxLimit bounds each device's undelivered to-device messages.
+	ToDeviceInboxLimit int `yaml:"to_device_inbox_limit"`
+
 	// TrustedProxies are addresses or CIDR ranges (a load balancer) whose X-Forwarded-For
 	// header is believed, so per-IP limits see clients rather than the proxy.
 	TrustedProxies []string `yaml:"trusted_proxies"`
@@ -107,6 +110,8 @@ func Default() Config {
 		RegisterBurst:     20,
 		MaxPollsPerUser:   50,
 		MaxPollsPerIP:     5000,
+
+		ToDeviceInboxLimit: 10000,
 	}
 }
 
@@ -233,6 +238,9 @@ func (c *Config) Validate() error {
 		if v < 1 {
 			bad("%s must be at least 1, not %d", name, v)
 		}
+	}
+	if c.ToDeviceInboxLimit < 1 || c.ToDeviceInboxLimit > 1000000 {
+		bad("to_device_inbox_limit must be between 1 and 1000000, not %d", c.ToDeviceInboxLimit)
 	}
 	if c.MaxPollsPerUser < 1 || c.MaxPollsPerIP < 1 {
 		bad("max_longpolls_per_user and max_longpolls_per_ip must be at least 1")

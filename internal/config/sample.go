@@ -46,6 +46,7 @@ func Sample(c Config) string {
 	line("Long-polls (/events, /sync) one user, and one IP, may have waiting at once (with rate_limit on).", "max_longpolls_per_user", c.MaxPollsPerUser)
 	line("", "max_longpolls_per_ip", c.MaxPollsPerIP)
 	line("Open client connections at most; 0 means the open-files limit minus 512. At the cap, new\nconnections wait in the kernel's queue and the log says so.", "max_connections", c.MaxConnections)
+	line("Undelivered to-device messages (encryption keys, verification) a device's inbox may hold;\nwhen it is full, senders that name the device get 429 M_LIMIT_EXCEEDED until it syncs.", "to_device_inbox_limit", c.ToDeviceInboxLimit)
 	line("Load balancers whose X-Forwarded-For header is believed (IP addresses or CIDR ranges, e.g.\n[\"127.0.0.1/32\", \"10.0.0.0/8\"]); behind a proxy, per-IP limits otherwise see only the proxy.", "trusted_proxies", "[]")
 	line("PostgreSQL: connections in the pool, and how long one is kept (0: for ever).", "postgres_max_connections", c.PGMaxConns)
 	line("", "postgres_conn_max_lifetime", c.PGConnMaxLifetime)

@@ -107,6 +107,11 @@ func (h *Hub) published(ctx context.Context, b storage.StreamBatch) ([]Published
 	for _, a := range b.AccountData {
 		pubs = append(pubs, Published{Item: Item{Pos: a.Pos}, Users: []string{a.UserID}, AccountDataOf: a.UserID})
 	}
+	e2ee, err := h.e2eePublished(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	pubs = append(pubs, e2ee...)
 	slices.SortStableFunc(pubs, func(a, b Published) int { return int(a.Item.Pos - b.Item.Pos) })
 	return pubs, nil
 }

@@ -29,6 +29,8 @@ type Published struct {
 	Users []string
 	// AccountDataOf names the user whose account data this item changed.
 	AccountDataOf string
+	// E2EE is what the item changed for end-to-end encryption (e2ee.go).
+	E2EE *E2EENote
 }
 
 // Hub coordinates writes and holds the active rooms.
@@ -45,6 +47,8 @@ type Hub struct {
 	mu    sync.Mutex
 	rooms map[string]*Room
 	users map[string]*userState
+
+	deviceLists deviceListLog
 }
 
 // NewHub returns a hub publishing to notifier, keeping windows of limit items.

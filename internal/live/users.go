@@ -23,7 +23,10 @@ type userState struct {
 	// it is read again only after their account data changes.
 	ignored   map[string]struct{}
 	ignoredAt stream.Pos
-	used      atomic.Int64
+	// toDevice is, per device, the position of the newest to-device message put in its
+	// inbox; toDeviceAcked how far this process has deleted the inbox (e2ee.go).
+	toDevice, toDeviceAcked map[string]stream.Pos
+	used                    atomic.Int64
 }
 
 // IgnoredUserList is the account data naming the users whose events a user does not want.
@@ -130,7 +133,11 @@ func (h *Hub) user(ctx context.Context, userID string) (*userState, error) {
 	if err != nil {
 		return nil, err
 	}
-	u = &userState{rooms: make(map[string]storage.Member, len(ms))}
+	heads, err := h.store.ToDeviceHeads(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	u = &userState{rooms: make(map[string]storage.Member, len(ms)), toDevice: heads, toDeviceAcked: map[string]stream.Pos{}}
 	for _, m := range ms {
 		u.rooms[m.RoomID] = m
 	}
@@ -152,6 +159,7 @@ func (h *Hub) user(ctx context.Context, userID string) (*userState, error) {
 func (h *Hub) applyUser(p *Published) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.applyE2EELocked(p)
 	if p.AccountDataOf != "" {
 		if u := h.users[p.AccountDataOf]; u != nil {
 			u.accountDataPos = max(u.accountDataPos, p.Item.Pos)

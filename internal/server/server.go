@@ -23,6 +23,7 @@ import (
 	"porthole/internal/api/client"
 	"porthole/internal/auth"
 	"porthole/internal/config"
+	"porthole/internal/e2ee"
 	"porthole/internal/ephemeral"
 	"porthole/internal/httpx"
 	"porthole/internal/live"
@@ -78,6 +79,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}, log)
 	roomSvc := rooms.New(hub, store, rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key}, log)
 	eph := ephemeral.New(hub, store, log)
+	keys := e2ee.New(hub, store, e2ee.Config{ServerName: cfg.ServerName, InboxLimit: cfg.ToDeviceInboxLimit}, log)
+	// Device changes (logins, logouts, deletions) remove the devices' keys and inboxes and
+	// are announced as device-list changes.
+	accounts.DeviceTx = keys.DeviceTx
 	sy := syncer.New(hub, store, syncer.Config{DefaultTimeout: cfg.LongPollDefault, MaxTimeout: cfg.LongPollMax, MinTimeout: cfg.LongPollMin}, log)
 	var limits *client.Limits
 	if cfg.RateLimit == "on" {
@@ -88,7 +93,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			Polls:    client.NewPollLimiter(cfg.MaxPollsPerUser, cfg.MaxPollsPerIP),
 		}
 	}
-	api := client.New(accounts, roomSvc, eph, sy, store, client.Config{
+	api := client.New(accounts, roomSvc, eph, sy, keys, store, client.Config{
 		ServerName: cfg.ServerName, BaseURL: cfg.BaseURL(), MaxBody: cfg.MaxRequestBody, DefaultTimeout: cfg.LongPollDefault,
 		Limits: limits, Proxies: client.ParseProxies(cfg.TrustedProxies),
 	}, log)

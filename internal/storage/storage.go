@@ -268,6 +268,9 @@ type StreamBatch struct {
 	Typing      []Typing
 	Presence    []Presence
 	AccountData []AccountData
+	DeviceLists []DeviceListChange
+	// ToDevice holds the position, user and device of each waiting message (no content).
+	ToDevice []ToDeviceMessage
 }
 
 // Accounts covers users, devices, tokens and UIA sessions.
@@ -282,6 +285,7 @@ type Accounts interface {
 
 // Reader covers the read side of rooms, events and the ephemeral streams.
 type Reader interface {
+	E2EEReader
 	Room(ctx context.Context, roomID string) (Room, error)
 	EventByID(ctx context.Context, eventID string) (Event, error)
 	EventsByIDs(ctx context.Context, eventIDs []string) ([]Event, error)
@@ -340,6 +344,7 @@ type Reader interface {
 type Tx interface {
 	Reader
 	OutboxWriter
+	E2EETx
 	// AfterCommit runs fn once the transaction has committed (not at all if it rolls back).
 	AfterCommit(fn func())
 	// LockStream serialises this transaction with every other stream writer, on every

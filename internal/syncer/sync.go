@@ -22,10 +22,13 @@ import (
 
 // SyncRequest is a parsed GET /sync.
 type SyncRequest struct {
-	Since     *stream.Pos
-	Timeout   time.Duration
-	FullState bool
-	Filter    *filter.Filter
+	Since *stream.Pos
+	// ToDeviceAck is the to-device position the since token acknowledges, when it names
+	// one apart from Since (stream.SyncToken).
+	ToDeviceAck *stream.Pos
+	Timeout     time.Duration
+	FullState   bool
+	Filter      *filter.Filter
 }
 
 type eventList struct {
@@ -85,12 +88,19 @@ type syncResponse struct {
 		Changed []string `json:"changed"`
 		Left    []string `json:"left"`
 	} `json:"device_lists"`
-	OneTimeKeysCount map[string]int `json:"device_one_time_keys_count"`
+	OneTimeKeysCount       map[string]int `json:"device_one_time_keys_count"`
+	UnusedFallbackKeyTypes []string       `json:"device_unused_fallback_key_types"`
+
+	// at is the position the response was built at; toDevicePending says to-device
+	// messages wait (finishE2EE reads them).
+	at              stream.Pos
+	toDevicePending bool
 }
 
 func (r *syncResponse) empty() bool {
 	return len(r.Rooms.Join) == 0 && len(r.Rooms.Invite) == 0 && len(r.Rooms.Leave) == 0 &&
-		len(r.Presence.Events) == 0 && len(r.AccountData.Events) == 0
+		len(r.Presence.Events) == 0 && len(r.AccountData.Events) == 0 &&
+		len(r.DeviceLists.Changed) == 0 && len(r.DeviceLists.Left) == 0 && !r.toDevicePending
 }
 
 // defaultTimelineLimit is the timeline size when the filter sets none.
@@ -109,16 +119,34 @@ func (sy *Syncer) Sync(ctx context.Context, sess *auth.Session, req SyncRequest)
 		}
 		req.Since = &since
 	}
+	// The to-device messages the client acknowledges: those up to its token, or up to the
+	// last one sent when the response that gave the token carried only part of the inbox.
+	var ack stream.Pos
+	if req.Since != nil {
+		ack = *req.Since
+		if req.ToDeviceAck != nil {
+			ack = min(ack, *req.ToDeviceAck)
+		}
+	}
+	req.ToDeviceAck = &ack
 	listen := func() (<-chan struct{}, error) { return sy.listenUser(ctx, sess.UserID) }
-	return sy.longPoll(ctx, sess, req.Timeout, listen, func(cur stream.Pos) ([]byte, bool, error) {
+	var last *syncResponse
+	_, err := sy.longPoll(ctx, sess, req.Timeout, listen, func(cur stream.Pos) ([]byte, bool, error) {
 		resp, err := sy.buildSync(ctx, sess, req, cur)
 		if err != nil {
 			return nil, false, err
 		}
-		body, err := json.Marshal(resp)
+		last = resp
 		// An initial sync answers at once.
-		return body, req.Since == nil || !resp.empty(), err
+		return nil, req.Since == nil || !resp.empty(), nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	if err := sy.finishE2EE(ctx, sess, last, ack); err != nil {
+		return nil, err
+	}
+	return json.Marshal(last)
 }
 
 // listenUser registers a long-poll for anything concerning the user: their own key, and
@@ -149,7 +177,7 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 	if req.Since != nil {
 		w.since = min(*req.Since, cur)
 	}
-	resp := &syncResponse{NextBatch: cur.Token(), OneTimeKeysCount: map[string]int{}}
+	resp := &syncResponse{NextBatch: cur.Token(), OneTimeKeysCount: map[string]int{}, at: cur}
 	resp.Rooms = syncRooms{Join: map[string]*joinedRoom{}, Invite: map[string]*invitedRoom{}, Leave: map[string]*leftRoom{}, Knock: map[string]any{}}
 	resp.Presence.Events = []jsontext.Value{}
 	resp.AccountData.Events = []jsontext.Value{}
@@ -293,6 +321,23 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 		if f.Presence.Allows("m.presence", p.UserID) {
 			resp.Presence.Events = append(resp.Presence.Events, live.AppendPresence(nil, p, now))
 		}
+	}
+	// Device lists are only for incremental syncs (the spec's rule; clients query keys
+	// after an initial one).
+	if !w.initial {
+		changed, left, err := sy.deviceListUpdates(ctx, sess.UserID, ms, w.since, cur)
+		if err != nil {
+			return nil, err
+		}
+		if changed != nil {
+			resp.DeviceLists.Changed = changed
+		}
+		if left != nil {
+			resp.DeviceLists.Left = left
+		}
+	}
+	if resp.toDevicePending, err = sy.toDevicePending(ctx, sess, *req.ToDeviceAck, cur); err != nil {
+		return nil, err
 	}
 	return resp, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"porthole/internal/auth"
+	"porthole/internal/e2ee"
 	"porthole/internal/ephemeral"
 	"porthole/internal/httpx"
 	"porthole/internal/mxerr"
@@ -43,6 +44,7 @@ type API struct {
 	rooms   *rooms.Service
 	eph     *ephemeral.Service
 	sync    *syncer.Syncer
+	e2ee    *e2ee.Service
 	store   storage.Store
 	cfg     Config
 	log     *slog.Logger
@@ -50,8 +52,8 @@ type API struct {
 }
 
 // New returns the client API.
-func New(a *auth.Service, r *rooms.Service, e *ephemeral.Service, s *syncer.Syncer, st storage.Store, cfg Config, log *slog.Logger) *API {
-	return &API{auth: a, rooms: r, eph: e, sync: s, store: st, cfg: cfg, log: log}
+func New(a *auth.Service, r *rooms.Service, e *ephemeral.Service, s *syncer.Syncer, keys *e2ee.Service, st storage.Store, cfg Config, log *slog.Logger) *API {
+	return &API{auth: a, rooms: r, eph: e, sync: s, e2ee: keys, store: st, cfg: cfg, log: log}
 }
 
 // access says who may call a route.
@@ -168,6 +170,31 @@ func (a *API) routes() []route {
 		{method: "GET", path: "/pushrules", access: public, h: notAnEndpoint},
 		{method: "PUT", path: "/pushrules/{path...}", access: members, h: a.putPushRule},
 		{method: "DELETE", path: "/pushrules/{path...}", access: members, h: a.deletePushRule},
+
+		// End-to-end encryption. Keys and to-device messages are on the spec's guest list
+		// (and /keys/changes, which Synapse opens to guests too); cross-signing and key
+		// backups need a real account.
+		{method: "POST", path: "/keys/upload", access: guestsOK, h: a.uploadKeys},
+		{method: "POST", path: "/keys/query", access: guestsOK, h: a.queryKeys},
+		{method: "POST", path: "/keys/claim", access: guestsOK, h: a.claimKeys},
+		{method: "GET", path: "/keys/changes", access: guestsOK, h: a.keyChanges},
+		{method: "POST", path: "/keys/device_signing/upload", access: members, h: a.uploadCrossSigning},
+		{method: "POST", path: "/keys/signatures/upload", access: members, h: a.uploadSignatures},
+		{method: "PUT", path: "/sendToDevice/{eventType}/{txnId}", access: guestsOK, h: a.sendToDevice},
+		{method: "POST", path: "/room_keys/version", access: members, h: a.createBackup},
+		{method: "GET", path: "/room_keys/version", access: members, h: a.getBackup},
+		{method: "GET", path: "/room_keys/version/{version}", access: members, h: a.getBackup},
+		{method: "PUT", path: "/room_keys/version/{version}", access: members, h: a.updateBackup},
+		{method: "DELETE", path: "/room_keys/version/{version}", access: members, h: a.deleteBackup},
+		{method: "GET", path: "/room_keys/keys", access: members, h: a.getRoomKeys},
+		{method: "PUT", path: "/room_keys/keys", access: members, h: a.putRoomKeys},
+		{method: "DELETE", path: "/room_keys/keys", access: members, h: a.deleteRoomKeys},
+		{method: "GET", path: "/room_keys/keys/{roomId}", access: members, h: a.getRoomKeys},
+		{method: "PUT", path: "/room_keys/keys/{roomId}", access: members, h: a.putRoomKeys},
+		{method: "DELETE", path: "/room_keys/keys/{roomId}", access: members, h: a.deleteRoomKeys},
+		{method: "GET", path: "/room_keys/keys/{roomId}/{sessionId}", access: members, h: a.getRoomKeys},
+		{method: "PUT", path: "/room_keys/keys/{roomId}/{sessionId}", access: members, h: a.putRoomKeys},
+		{method: "DELETE", path: "/room_keys/keys/{roomId}/{sessionId}", access: members, h: a.deleteRoomKeys},
 	}
 }
 

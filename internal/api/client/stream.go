@@ -146,7 +146,7 @@ func (a *API) syncHandler(w http.ResponseWriter, r *http.Request, s *auth.Sessio
 		return err
 	}
 	defer release()
-	body, err := a.sync.Sync(r.Context(), s, syncer.SyncRequest{Since: since, Timeout: timeout, FullState: fullState, Filter: f})
+	body, err := a.sync.Sync(r.Context(), s, syncer.SyncRequest{Since: since, ToDeviceAck: toDeviceAck(r), Timeout: timeout, FullState: fullState, Filter: f})
 	if err != nil {
 		return err
 	}

@@ -452,8 +452,10 @@ func (r reader) StreamRange(ctx context.Context, from, to stream.Pos) (storage.S
 		return b, err
 	}
 	rows, err = r.query(ctx, `SELECT user_id, room_id, type, content, pos FROM account_data WHERE pos > $1 AND pos <= $2 ORDER BY pos`, from, to)
-	b.AccountData, err = collect(rows, err, func(rows *sql.Rows) (storage.AccountData, error) { return scanAccountData(rows) })
-	return b, err
+	if b.AccountData, err = collect(rows, err, func(rows *sql.Rows) (storage.AccountData, error) { return scanAccountData(rows) }); err != nil {
+		return b, err
+	}
+	return b, r.streamRangeE2EE(ctx, &b, from, to)
 }
 
 func (r reader) CountEventsAfter(ctx context.Context, roomID string, after stream.Pos, notSender string, types []string) (int, error) {
