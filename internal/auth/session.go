@@ -114,7 +114,8 @@ func (c *sessionCache) revokeWhere(pred func(*Session) bool) {
 }
 
 // CacheChannel carries cache invalidations between processes sharing a database:
-// "revoke\t<user>\t<device>" (device "*" for all of the user's sessions).
+// "revoke\t<user>\t<device>" (device "*" for all of the user's sessions); rooms and e2ee
+// send "forget\t<user>\t<room>" and "keys\t<user>\t<device>" (key counts changed) on it.
 const CacheChannel = "porthole_cache"
 
 // notifyRevoked tells other processes, when tx commits, to drop cached sessions.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"porthole/internal/auth"
 	"porthole/internal/live"
 	"porthole/internal/mxerr"
 	"porthole/internal/storage"
@@ -201,8 +202,13 @@ func (s *Service) Upload(ctx context.Context, userID, deviceID string, req Uploa
 				return err
 			}
 		}
-		counts, err = tx.OneTimeKeyCounts(ctx, userID, deviceID)
-		return err
+		if counts, err = tx.OneTimeKeyCounts(ctx, userID, deviceID); err != nil {
+			return err
+		}
+		if len(otks)+len(fbs) > 0 {
+			return keyCountsChanged(ctx, tx, userID, deviceID)
+		}
+		return nil
 	}
 	var err error
 	if hasDeviceKeys {
@@ -227,11 +233,18 @@ func (s *Service) Upload(ctx context.Context, userID, deviceID string, req Uploa
 	if err != nil {
 		return nil, internal(err)
 	}
+	s.hub.KeyCountsChanged(userID, deviceID)
 	if changed {
 		s.log.Info("device keys uploaded", "user", userID, "device", deviceID)
 		s.wakeFor(ctx, userID)
 	}
 	return KeyCounts(counts), nil
+}
+
+// keyCountsChanged tells the other processes sharing the database, once tx commits, that
+// the device's key counts changed (this process invalidates its own after the commit).
+func keyCountsChanged(ctx context.Context, tx storage.Tx, userID, deviceID string) error {
+	return tx.Notify(ctx, auth.CacheChannel, "keys\t"+userID+"\t"+deviceID)
 }
 
 // addOneTimeKeys stores the keys not stored yet; one with a known ID but other content is
@@ -459,6 +472,9 @@ func (s *Service) Claim(ctx context.Context, req ClaimRequest) (*ClaimResponse, 
 				return err
 			}
 			got = append(got, claimed{w, k})
+			if err := keyCountsChanged(ctx, tx, w.user, w.device); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -466,6 +482,7 @@ func (s *Service) Claim(ctx context.Context, req ClaimRequest) (*ClaimResponse, 
 		return nil, mxerr.Internal(err)
 	}
 	for _, c := range got {
+		s.hub.KeyCountsChanged(c.user, c.device)
 		byDevice := resp.OneTimeKeys[c.user]
 		if byDevice == nil {
 			byDevice = map[string]map[string]jsontext.Value{}

@@ -243,3 +243,55 @@ func membershipUpTo(history []Change, pos stream.Pos) string {
 	}
 	return history[i].Membership
 }
+
+// DeviceKeyCounts is what /sync tells a device about its keys: its unclaimed one-time keys
+// per algorithm and the algorithms of its unused fallback keys.
+type DeviceKeyCounts struct {
+	OneTime        map[string]int
+	UnusedFallback []string
+}
+
+// KeyCounts returns the device's key counts, from memory once read: an answered /sync
+// costs no query. Uploads and claims invalidate them (KeyCountsChanged), on every process.
+func (h *Hub) KeyCounts(ctx context.Context, userID, deviceID string) (DeviceKeyCounts, error) {
+	u, err := h.user(ctx, userID)
+	if err != nil {
+		return DeviceKeyCounts{}, err
+	}
+	h.mu.Lock()
+	c, ok := u.keyCounts[deviceID]
+	gen := u.keyGen
+	h.mu.Unlock()
+	if ok {
+		return c, nil
+	}
+	if c.OneTime, err = h.store.OneTimeKeyCounts(ctx, userID, deviceID); err != nil {
+		return c, err
+	}
+	fallbacks, err := h.store.FallbackKeys(ctx, userID, deviceID)
+	if err != nil {
+		return c, err
+	}
+	c.UnusedFallback = []string{}
+	for _, f := range fallbacks {
+		if !f.Used {
+			c.UnusedFallback = append(c.UnusedFallback, f.Algorithm)
+		}
+	}
+	h.mu.Lock()
+	if u.keyGen == gen {
+		u.keyCounts[deviceID] = c
+	}
+	h.mu.Unlock()
+	return c, nil
+}
+
+// KeyCountsChanged forgets a device's cached key counts (after a committed upload or claim).
+func (h *Hub) KeyCountsChanged(userID, deviceID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if u := h.users[userID]; u != nil {
+		u.keyGen++
+		delete(u.keyCounts, deviceID)
+	}
+}

@@ -26,6 +26,10 @@ type userState struct {
 	// toDevice is, per device, the position of the newest to-device message put in its
 	// inbox; toDeviceAcked how far this process has deleted the inbox (e2ee.go).
 	toDevice, toDeviceAcked map[string]stream.Pos
+	// keyCounts caches each device's key counts for /sync; keyGen moves on every
+	// invalidation, so a load that raced one is not kept (e2ee.go).
+	keyCounts map[string]DeviceKeyCounts
+	keyGen    uint64
 	used                    atomic.Int64
 }
 
@@ -137,7 +141,8 @@ func (h *Hub) user(ctx context.Context, userID string) (*userState, error) {
 	if err != nil {
 		return nil, err
 	}
-	u = &userState{rooms: make(map[string]storage.Member, len(ms)), toDevice: heads, toDeviceAcked: map[string]stream.Pos{}}
+	u = &userState{rooms: make(map[string]storage.Member, len(ms)), toDevice: heads, toDeviceAcked: map[string]stream.Pos{},
+		keyCounts: map[string]DeviceKeyCounts{}}
 	for _, m := range ms {
 		u.rooms[m.RoomID] = m
 	}

@@ -215,6 +215,8 @@ func (s *Server) startCrossNode() {
 				s.accounts.RevokeCached(parts[1], parts[2])
 			case len(parts) == 3 && parts[0] == "forget":
 				s.hub.Forgot(parts[1], parts[2])
+			case len(parts) == 3 && parts[0] == "keys":
+				s.hub.KeyCountsChanged(parts[1], parts[2])
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package syncer
 import (
 	"context"
 	"encoding/json/jsontext"
+	"maps"
 	"slices"
 
 	"porthole/internal/auth"
@@ -122,9 +123,10 @@ func (sy *Syncer) toDevicePending(ctx context.Context, sess *auth.Session, ack, 
 	return min(head, cur) > ack, nil
 }
 
-// finishE2EE adds to a /sync response that is about to be sent what only it needs storage
-// for: the to-device messages (after deleting those acknowledged by ack) and the device's
-// key counts. It runs once per response, not on every wake-up.
+// finishE2EE adds to a /sync response that is about to be sent the to-device messages
+// (after deleting those acknowledged by ack) and the device's key counts. It runs once per
+// response, not on every wake-up, and reads storage only when messages wait (the counts
+// are cached in the hub).
 func (sy *Syncer) finishE2EE(ctx context.Context, sess *auth.Session, resp *syncResponse, ack stream.Pos) error {
 	resp.UnusedFallbackKeyTypes = []string{}
 	if sess.DeviceID == "" {
@@ -155,20 +157,12 @@ func (sy *Syncer) finishE2EE(ctx context.Context, sess *auth.Session, resp *sync
 			resp.NextBatch = stream.SyncToken(resp.at, msgs[len(msgs)-1].Pos)
 		}
 	}
-	counts, err := sy.store.OneTimeKeyCounts(ctx, user, device)
+	counts, err := sy.hub.KeyCounts(ctx, user, device)
 	if err != nil {
 		return mxerr.Internal(err)
 	}
-	resp.OneTimeKeysCount = e2ee.KeyCounts(counts)
-	fallbacks, err := sy.store.FallbackKeys(ctx, user, device)
-	if err != nil {
-		return mxerr.Internal(err)
-	}
-	for _, f := range fallbacks {
-		if !f.Used {
-			resp.UnusedFallbackKeyTypes = append(resp.UnusedFallbackKeyTypes, f.Algorithm)
-		}
-	}
+	resp.OneTimeKeysCount = e2ee.KeyCounts(maps.Clone(counts.OneTime))
+	resp.UnusedFallbackKeyTypes = counts.UnusedFallback
 	return nil
 }
 

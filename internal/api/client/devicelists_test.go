@@ -3,6 +3,7 @@ package client_test
 import (
 	"slices"
 	"testing"
+	"time"
 
 	"porthole/internal/hstest"
 )
@@ -140,5 +141,19 @@ func TestDeviceListsAcrossNodes(t *testing.T) {
 	alice.Must(t, 200, "PUT", "sendToDevice/m.test/t1", map[string]any{"messages": map[string]any{bob.UserID: map[string]any{bob.DeviceID: map[string]any{"n": 1}}}})
 	if r := <-done; r.Get("to_device.events.#").Int() != 1 {
 		t.Fatalf("to-device across nodes: %s", r)
+	}
+	// Key counts are cached per node: a claim on one node reaches the other's cache (by
+	// a database notification, so give it a moment).
+	bobOnA.UploadKeys(t, 2)
+	if got := syncFrom(t, bob, "").Get("device_one_time_keys_count.signed_curve25519").Int(); got != 2 {
+		t.Fatalf("count on node B: %d", got)
+	}
+	alice.Must(t, 200, "POST", "keys/claim", map[string]any{"one_time_keys": map[string]any{bob.UserID: map[string]string{bob.DeviceID: "signed_curve25519"}}})
+	deadline := time.Now().Add(10 * time.Second)
+	for syncFrom(t, bob, "").Get("device_one_time_keys_count.signed_curve25519").Int() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("node B kept the count from before the claim")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
