@@ -30,7 +30,7 @@ type userState struct {
 	// invalidation, so a load that raced one is not kept (e2ee.go).
 	keyCounts map[string]DeviceKeyCounts
 	keyGen    uint64
-	used                    atomic.Int64
+	used      atomic.Int64
 }
 
 // IgnoredUserList is the account data naming the users whose events a user does not want.
