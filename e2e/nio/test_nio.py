@@ -112,6 +112,67 @@ class NioTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(got.presence, "online")
         self.assertEqual(got.status_msg, "writing tests")
 
+    def no_bad_events(self, sync):
+        """Every event of a sync response parsed: nio drops what breaks its schemas."""
+        groups = [("presence", sync.presence_events), ("account_data", sync.account_data_events)]
+        for rid, info in sync.rooms.join.items():
+            groups += [(rid + " timeline", info.timeline.events), (rid + " state", info.state),
+                       (rid + " ephemeral", info.ephemeral), (rid + " account_data", info.account_data)]
+        for rid, info in sync.rooms.leave.items():
+            groups += [(rid + " left timeline", info.timeline.events), (rid + " left state", info.state)]
+        for rid, info in sync.rooms.invite.items():
+            groups += [(rid + " invite_state", info.invite_state)]
+        for name, events in groups:
+            bad = [e for e in events if isinstance(e, (nio.BadEvent, nio.UnknownBadEvent))]
+            self.assertEqual(bad, [], name)
+
+    async def test_invites_leaves_redactions_and_ephemera_parse(self):
+        alice, _, _ = await self.registered()
+        bob, _, _ = await self.registered()
+        room = await self.public_room(alice)
+        self.ok(await bob.join(room), nio.JoinResponse)
+        first = await self.send_text(alice, room, "to be redacted")
+        second = await self.send_text(bob, room, "kept")
+        self.ok(await alice.room_redact(room, first, reason="oops"), nio.RoomRedactResponse)
+        self.ok(await alice.room_typing(room, True, timeout=30000), nio.RoomTypingResponse)
+        self.ok(await bob.room_read_markers(room, second, second), nio.RoomReadMarkersResponse)
+        private = self.ok(await alice.room_create(name="private", invite=[bob.user_id]), nio.RoomCreateResponse).room_id
+        gone = await self.public_room(alice)
+        self.ok(await bob.join(gone), nio.JoinResponse)
+
+        sync = self.ok(await bob.sync(timeout=0, full_state=True), nio.SyncResponse)
+        self.no_bad_events(sync)
+        self.assertIn(private, sync.rooms.invite)
+        self.assertIn(private, bob.invited_rooms)
+        timeline = sync.rooms.join[room].timeline.events
+        redacted = [e for e in timeline if e.event_id == first]
+        self.assertEqual(len(redacted), 1)
+        self.assertIsInstance(redacted[0], nio.RedactedEvent)
+        types = {type(e).__name__ for e in sync.rooms.join[room].ephemeral}
+        self.assertIn("TypingNoticeEvent", types)
+        self.assertIn("ReceiptEvent", types)
+        self.assertEqual(bob.rooms[room].typing_users, [alice.user_id])
+
+        # Leaving shows in the next sync's leave section, with the leave in its timeline.
+        self.ok(await bob.room_leave(gone), nio.RoomLeaveResponse)
+        left = self.ok(await bob.sync(timeout=0), nio.SyncResponse)
+        self.no_bad_events(left)
+        self.assertIn(gone, left.rooms.leave)
+        leaves = [e for e in left.rooms.leave[gone].timeline.events if isinstance(e, nio.RoomMemberEvent)]
+        self.assertEqual([(e.state_key, e.membership) for e in leaves], [(bob.user_id, "leave")])
+
+        page = self.ok(await bob.room_messages(room, "", limit=20), nio.RoomMessagesResponse)
+        self.assertEqual([e for e in page.chunk if isinstance(e, nio.BadEvent)], [])
+        self.assertIn(first, [e.event_id for e in page.chunk if isinstance(e, nio.RedactedEvent)])
+        ctx = self.ok(await bob.room_context(room, second, limit=2), nio.RoomContextResponse)
+        self.assertEqual(ctx.event.event_id, second)
+
+        members = self.ok(await bob.joined_members(room), nio.JoinedMembersResponse)
+        self.assertEqual({m.user_id for m in members.members}, {alice.user_id, bob.user_id})
+        self.ok(await bob.get_profile(alice.user_id), nio.ProfileGetResponse)
+        self.ok(await bob.set_displayname("Bob"), nio.ProfileSetDisplayNameResponse)
+        self.assertEqual(self.ok(await bob.get_displayname(), nio.ProfileGetDisplayNameResponse).displayname, "Bob")
+
     async def test_sync_loop_gets_messages_in_order_once(self):
         alice, _, _ = await self.registered()
         bob, _, _ = await self.registered()
