@@ -129,7 +129,7 @@ func (s *Server) buildHandler() http.Handler {
 		requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 		durations.WithLabelValues(route).Observe(d.Seconds())
 	}
-	return httpx.Middleware(s.log, client.RoutePattern(mux), observe, mux)
+	return httpx.Middleware(s.log, client.RoutePattern(mux), observe, client.RejectUncleanPaths(mux))
 }
 
 // Handler is the whole HTTP API.

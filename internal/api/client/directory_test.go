@@ -118,6 +118,24 @@ func TestErrorBodies(t *testing.T) {
 	}
 }
 
+// A path with dot or empty segments gets 404 M_UNRECOGNIZED, as from Synapse, not the mux's
+// 307 to the cleaned path (sytest checks it).
+func TestUncleanPaths(t *testing.T) {
+	s := hstest.New(t)
+	u := s.Register(t, "")
+	// Dot segments and empty segments are not cleaned into another endpoint (no 307 to it).
+	for _, p := range []string{"/_matrix/client/v3/../v3/account/whoami", "/_matrix/client/v3/./account/whoami",
+		"/_matrix/client/v3/account/whoami/..", "/_matrix//client/v3/account/whoami", "/_matrix/client/v3/rooms/%21a:x/../../sync"} {
+		u.MustErr(t, 404, "M_UNRECOGNIZED", "GET", p, nil)
+	}
+	// An escaped "../" is data inside one segment, such as a state key.
+	room := u.CreateRoom(t, nil)
+	u.Must(t, 200, "PUT", hstest.Room(room)+"/state/org.example.path/..%2Fup", map[string]any{"k": 1})
+	if r := u.Must(t, 200, "GET", hstest.Room(room)+"/state/org.example.path/..%2Fup", nil); r.Get("k").Int() != 1 {
+		t.Fatalf("state under an escaped dot-dot key: %s", r)
+	}
+}
+
 func TestMembersAndJoinedMembers(t *testing.T) {
 	s := hstest.New(t)
 	u := s.Register(t, "")

@@ -6,6 +6,7 @@ package client
 import (
 	"log/slog"
 	"net/http"
+	"path"
 	"strings"
 	"time"
 
@@ -321,6 +322,31 @@ func unrecognized(mux *http.ServeMux) http.Handler {
 		}
 		httpx.WriteError(w, r, mxerr.Unrecognized(msg))
 	})
+}
+
+// RejectUncleanPaths answers a path with "." or ".." segments or an empty segment ("//")
+// with 404 M_UNRECOGNIZED, as Synapse does, where the mux would answer 307 with an HTML body
+// redirecting to the cleaned path (which could name another endpoint than the one asked
+// for). Escaped slashes are data inside one segment and do not count.
+func RejectUncleanPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && !isCleanPath(p) {
+			httpx.WriteError(w, r, mxerr.Unrecognized("Unrecognized request"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func isCleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	return clean == p
 }
 
 // RoutePattern names the route a request matched, for logs and metrics.
