@@ -269,8 +269,15 @@ func (sy *Syncer) GlobalInitialSync(ctx context.Context, sess *auth.Session, lim
 	}
 	var pres []jsontext.Value
 	now := sy.now().UnixMilli()
+	own := false
 	for i := range presence {
+		own = own || presence[i].UserID == sess.UserID
 		pres = append(pres, live.AppendPresence(nil, &presence[i], now))
+	}
+	if !own {
+		// A user who never set a presence still sees their own, as in Synapse (sytest
+		// SYT-34): offline, active as of this request, as room initialSync shows members.
+		pres = append(pres, live.AppendPresence(nil, &storage.Presence{UserID: sess.UserID, State: "offline", LastActiveTS: now}, now))
 	}
 	ad, err := sy.store.AccountData(ctx, sess.UserID, -1, cur)
 	if err != nil {
