@@ -163,6 +163,8 @@ type PublicRoomsRequest struct {
 	Limit  int
 	Since  string
 	Search string
+	// RoomTypes, when not nil, keeps rooms of these types; "" stands for rooms without one.
+	RoomTypes []string
 }
 
 // PublicRoom is one directory entry.
@@ -187,7 +189,10 @@ type PublicRoomsResponse struct {
 	TotalRoomCountEstimate int          `json:"total_room_count_estimate"`
 }
 
-// PublicRooms lists published rooms, most members first, with offset tokens "o<n>".
+// PublicRooms lists published rooms, most members first, with offset tokens "o<n>". As in
+// Synapse, only rooms that anyone could join or read are listed (join rule public, knock
+// or knock_restricted, or world-readable history), and only while someone is in them.
+// The whole directory is read in one query.
 func (s *Service) PublicRooms(ctx context.Context, req PublicRoomsRequest) (*PublicRoomsResponse, error) {
 	offset := 0
 	if req.Since != "" {
@@ -197,18 +202,21 @@ func (s *Service) PublicRooms(ctx context.Context, req PublicRoomsRequest) (*Pub
 		}
 		offset = n
 	}
-	ids, err := s.store.PublishedRooms(ctx)
+	published, err := s.store.PublishedRooms(ctx)
 	if err != nil {
 		return nil, mxerr.Internal(err)
 	}
-	all := make([]PublicRoom, 0, len(ids))
+	all := make([]PublicRoom, 0, len(published))
 	search := strings.ToLower(req.Search)
-	for _, roomID := range ids {
-		pr, err := s.publicRoom(ctx, roomID)
-		if err != nil {
-			return nil, mxerr.Internal(err)
+	for i := range published {
+		pr := publicRoom(&published[i])
+		if pr.NumJoinedMembers == 0 || !(pr.WorldReadable || listedJoinRule(pr.JoinRule)) {
+			continue
 		}
 		if search != "" && !matches(search, pr.Name, pr.Topic, pr.CanonicalAlias) {
+			continue
+		}
+		if req.RoomTypes != nil && !slices.Contains(req.RoomTypes, deref(pr.RoomType)) {
 			continue
 		}
 		all = append(all, pr)
@@ -235,6 +243,18 @@ func (s *Service) PublicRooms(ctx context.Context, req PublicRoomsRequest) (*Pub
 	return resp, nil
 }
 
+// listedJoinRule reports whether a room with this join rule may be listed to anyone.
+func listedJoinRule(rule string) bool {
+	return rule == "public" || rule == "knock" || rule == "knock_restricted"
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
 func matches(term string, fields ...*string) bool {
 	for _, f := range fields {
 		if f != nil && strings.Contains(strings.ToLower(*f), term) {
@@ -244,16 +264,8 @@ func matches(term string, fields ...*string) bool {
 	return false
 }
 
-func (s *Service) publicRoom(ctx context.Context, roomID string) (PublicRoom, error) {
-	pr := PublicRoom{RoomID: roomID}
-	state, err := s.store.CurrentState(ctx, roomID,
-		storage.StateKeyOf{Type: "m.room.name"}, storage.StateKeyOf{Type: "m.room.topic"},
-		storage.StateKeyOf{Type: "m.room.canonical_alias"}, storage.StateKeyOf{Type: "m.room.avatar"},
-		storage.StateKeyOf{Type: "m.room.history_visibility"}, storage.StateKeyOf{Type: "m.room.guest_access"},
-		storage.StateKeyOf{Type: "m.room.join_rules"}, storage.StateKeyOf{Type: "m.room.create"})
-	if err != nil {
-		return pr, err
-	}
+func publicRoom(room *storage.PublishedRoom) PublicRoom {
+	pr := PublicRoom{RoomID: room.RoomID, NumJoinedMembers: room.Joined}
 	str := func(e *storage.Event, key string) *string {
 		v := stringField(clientevent.Content(e), key)
 		if v == "" {
@@ -261,8 +273,8 @@ func (s *Service) publicRoom(ctx context.Context, roomID string) (PublicRoom, er
 		}
 		return &v
 	}
-	for i := range state {
-		e := &state[i]
+	for i := range room.State {
+		e := &room.State[i]
 		switch e.Type {
 		case "m.room.name":
 			pr.Name = str(e, "name")
@@ -282,7 +294,5 @@ func (s *Service) publicRoom(ctx context.Context, roomID string) (PublicRoom, er
 			pr.RoomType = str(e, "type")
 		}
 	}
-	joined, _, err := s.store.MemberCounts(ctx, roomID)
-	pr.NumJoinedMembers = joined
-	return pr, err
+	return pr
 }

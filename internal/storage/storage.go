@@ -173,10 +173,17 @@ type Alias struct {
 	Creator string
 }
 
-// PublicRoom is a row of the room directory.
-type PublicRoom struct {
+// PublishedRoom is a room listed in the directory, with the state the directory shows.
+type PublishedRoom struct {
 	RoomID string
+	Joined int
+	// State holds the current state events of DirectoryStateTypes that the room has.
+	State []Event
 }
+
+// DirectoryStateTypes are the state events (state key "") a directory entry is made of.
+var DirectoryStateTypes = []string{"m.room.name", "m.room.topic", "m.room.canonical_alias", "m.room.avatar",
+	"m.room.history_visibility", "m.room.guest_access", "m.room.join_rules", "m.room.create"}
 
 // OutboxItem is one queued delivery of the durable outbox (internal/outbox): an opaque
 // payload for a destination of a kind, in the destination's order (Seq).
@@ -320,7 +327,8 @@ type Reader interface {
 
 	AliasRoom(ctx context.Context, alias string) (Alias, error)
 	RoomAliases(ctx context.Context, roomID string) ([]string, error)
-	PublishedRooms(ctx context.Context) ([]string, error)
+	// PublishedRooms returns every room listed in the directory, in one query.
+	PublishedRooms(ctx context.Context) ([]PublishedRoom, error)
 
 	Receipts(ctx context.Context, roomID string, from, to stream.Pos) ([]Receipt, error)
 	ReceiptsForRooms(ctx context.Context, roomIDs []string, from, to stream.Pos) ([]Receipt, error)

@@ -246,3 +246,42 @@ func TestCompletedRegistrationSessionDoesNotLogIn(t *testing.T) {
 		t.Fatalf("devices after logout/all and one login: %d", n)
 	}
 }
+
+// The directory lists only rooms anyone may join or read (join rule public, knock or
+// knock_restricted, or world-readable), as Synapse does; a published invite-only room
+// shows nothing of itself, not even its name, and empty rooms are not listed.
+func TestDirectoryListsOnlyOpenRooms(t *testing.T) {
+	s := hstest.New(t)
+	u := s.Register(t, "")
+	secret := u.CreateRoom(t, map[string]any{"preset": "private_chat", "visibility": "public", "name": "Secret Plans", "topic": "do not tell"})
+	readable := u.CreateRoom(t, map[string]any{"preset": "private_chat", "visibility": "public", "name": "Readable",
+		"initial_state": []map[string]any{{"type": "m.room.history_visibility", "content": map[string]string{"history_visibility": "world_readable"}}}})
+	knock := u.CreateRoom(t, map[string]any{"preset": "private_chat", "visibility": "public", "name": "Knock", "room_version": "10",
+		"initial_state": []map[string]any{{"type": "m.room.join_rules", "content": map[string]string{"join_rule": "knock"}}}})
+	space := u.CreateRoom(t, map[string]any{"preset": "public_chat", "visibility": "public", "name": "A space", "creation_content": map[string]string{"type": "m.space"}})
+	empty := u.CreateRoom(t, map[string]any{"preset": "public_chat", "visibility": "public", "name": "Empty"})
+	u.Must(t, 200, "POST", hstest.Room(empty)+"/leave", map[string]any{})
+
+	for _, c := range []*hstest.Client{s.Anon(), s.Register(t, "")} {
+		r := c.Must(t, 200, "GET", "publicRooms", nil)
+		if strings.Contains(r.String(), "Secret Plans") || strings.Contains(r.String(), secret) || strings.Contains(r.String(), empty) {
+			t.Fatalf("the directory lists a closed or empty room: %s", r)
+		}
+		for _, want := range []string{readable, knock, space} {
+			if !strings.Contains(r.String(), want) {
+				t.Fatalf("the directory misses %s: %s", want, r)
+			}
+		}
+		if r.Get("total_room_count_estimate").Int() != 3 {
+			t.Fatalf("estimate: %s", r)
+		}
+	}
+	spaces := u.Must(t, 200, "POST", "publicRooms", map[string]any{"filter": map[string]any{"room_types": []string{"m.space"}}})
+	if n := len(spaces.Get("chunk").Array()); n != 1 || spaces.Get("chunk.0.room_id").String() != space {
+		t.Fatalf("room_types [m.space]: %s", spaces)
+	}
+	plain := u.Must(t, 200, "POST", "publicRooms", map[string]any{"filter": map[string]any{"room_types": []any{nil}}})
+	if n := len(plain.Get("chunk").Array()); n != 2 {
+		t.Fatalf("room_types [null]: %s", plain)
+	}
+}

@@ -380,6 +380,8 @@ type publicRoomsBody struct {
 	Server string `json:"server"`
 	Filter *struct {
 		GenericSearchTerm string `json:"generic_search_term"`
+		// RoomTypes: a null entry stands for rooms without a type.
+		RoomTypes []*string `json:"room_types"`
 	} `json:"filter"`
 	IncludeAllNetworks   bool   `json:"include_all_networks"`
 	ThirdPartyInstanceID string `json:"third_party_instance_id"`
@@ -414,6 +416,14 @@ func (a *API) publicRooms(w http.ResponseWriter, r *http.Request, _ *auth.Sessio
 	}
 	if body.Filter != nil {
 		req.Search = body.Filter.GenericSearchTerm
+		if body.Filter.RoomTypes != nil {
+			req.RoomTypes = make([]string, len(body.Filter.RoomTypes))
+			for i, t := range body.Filter.RoomTypes {
+				if t != nil {
+					req.RoomTypes[i] = *t
+				}
+			}
+		}
 	}
 	resp, err := a.rooms.PublicRooms(r.Context(), req)
 	if err != nil {

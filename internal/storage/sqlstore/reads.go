@@ -314,9 +314,40 @@ func (r reader) RoomAliases(ctx context.Context, roomID string) ([]string, error
 	return collect(rows, err, func(rows *sql.Rows) (string, error) { var s string; return s, rows.Scan(&s) })
 }
 
-func (r reader) PublishedRooms(ctx context.Context) ([]string, error) {
-	rows, err := r.query(ctx, `SELECT room_id FROM rooms WHERE published ORDER BY created_pos`)
-	return collect(rows, err, func(rows *sql.Rows) (string, error) { var s string; return s, rows.Scan(&s) })
+// directoryTypesSQL lists storage.DirectoryStateTypes for an IN clause (constants, so no
+// parameters are needed).
+var directoryTypesSQL = "'" + strings.Join(storage.DirectoryStateTypes, "', '") + "'"
+
+func (r reader) PublishedRooms(ctx context.Context) ([]storage.PublishedRoom, error) {
+	rows, err := r.query(ctx, `SELECT r.room_id,
+		(SELECT COUNT(*) FROM room_members m WHERE m.room_id = r.room_id AND m.membership = 'join'),
+		e.type, e.pdu
+		FROM rooms r
+		LEFT JOIN room_state s ON s.room_id = r.room_id AND s.state_key = '' AND s.type IN (`+directoryTypesSQL+`)
+		LEFT JOIN events e ON e.event_id = s.event_id
+		WHERE r.published ORDER BY r.created_pos, r.room_id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []storage.PublishedRoom
+	for rows.Next() {
+		var roomID string
+		var joined int
+		var evType, pdu sql.NullString
+		if err := rows.Scan(&roomID, &joined, &evType, &pdu); err != nil {
+			return nil, err
+		}
+		if n := len(out); n == 0 || out[n-1].RoomID != roomID {
+			out = append(out, storage.PublishedRoom{RoomID: roomID, Joined: joined})
+		}
+		if evType.Valid {
+			last := &out[len(out)-1]
+			sk := ""
+			last.State = append(last.State, storage.Event{RoomID: roomID, Type: evType.String, StateKey: &sk, PDU: []byte(pdu.String)})
+		}
+	}
+	return out, rows.Err()
 }
 
 // --- ephemeral streams ---
