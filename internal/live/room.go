@@ -38,12 +38,15 @@ type Room struct {
 	// join rule events, so that a redaction of one of them is applied.
 	settingIDs map[string]string
 	members    map[string][]Change
-	joined     map[string]struct{}
-	invited    map[string]struct{}
-	unread     *unreadIndex
-	items      []Item
-	base       stream.Pos // every item of the room with Pos > base is in items
-	limit      int
+	// truncated marks users whose oldest membership changes were dropped from members
+	// (see maxHistory): their full history is read from storage when needed.
+	truncated map[string]struct{}
+	joined    map[string]struct{}
+	invited   map[string]struct{}
+	unread    *unreadIndex
+	items     []Item
+	base      stream.Pos // every item of the room with Pos > base is in items
+	limit     int
 }
 
 // Settings is a room's current access-related state.
@@ -78,11 +81,18 @@ func (r *Room) Membership(userID string) string {
 	return ch[len(ch)-1].Membership
 }
 
-// History returns a copy of a user's membership changes, oldest first.
-func (r *Room) History(userID string) []Change {
+// maxHistory bounds the membership changes kept per user: a user who joins and leaves
+// over and over must not grow the room's memory without end.
+const maxHistory = 64
+
+// History returns a copy of a user's membership changes, oldest first, and whether it is
+// complete (false when the oldest were dropped: read them from storage, see
+// Hub.History).
+func (r *Room) History(userID string) ([]Change, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return slices.Clone(r.members[userID])
+	_, cut := r.truncated[userID]
+	return slices.Clone(r.members[userID]), !cut
 }
 
 // MembershipAt returns the user's membership at the item at pos, from a history returned
@@ -194,7 +204,15 @@ func (r *Room) applyState(e *storage.Event) {
 		r.settingIDs[e.Type] = e.ID
 	case "m.room.member":
 		u := *e.StateKey
-		r.members[u] = append(r.members[u], Change{Pos: e.Pos, Membership: e.Membership, Prev: e.PrevMembership})
+		// A change that keeps the membership (a new display name) changes no one's view.
+		if h := r.members[u]; len(h) == 0 || h[len(h)-1].Membership != e.Membership {
+			h = append(h, Change{Pos: e.Pos, Membership: e.Membership, Prev: e.PrevMembership})
+			if len(h) > maxHistory {
+				h = slices.Clone(h[len(h)-maxHistory/2:])
+				r.truncated[u] = struct{}{}
+			}
+			r.members[u] = h
+		}
 		delete(r.joined, u)
 		delete(r.invited, u)
 		switch e.Membership {
@@ -224,7 +242,7 @@ func loadRoom(ctx context.Context, st storage.Reader, roomID string, cur stream.
 		return nil, err
 	}
 	r := &Room{ID: roomID, Version: info.Version, Creator: info.Creator, hv: visibility.Shared,
-		settingIDs: make(map[string]string), members: make(map[string][]Change), joined: make(map[string]struct{}), invited: make(map[string]struct{}), limit: limit}
+		settingIDs: make(map[string]string), members: make(map[string][]Change), truncated: make(map[string]struct{}), joined: make(map[string]struct{}), invited: make(map[string]struct{}), limit: limit}
 	if r.unread, err = loadUnread(ctx, st, roomID, cur); err != nil {
 		return nil, err
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 func testRoom(limit int) *Room {
-	return &Room{ID: "!r", members: map[string][]Change{}, joined: map[string]struct{}{}, invited: map[string]struct{}{},
+	return &Room{ID: "!r", members: map[string][]Change{}, truncated: map[string]struct{}{}, settingIDs: map[string]string{}, joined: map[string]struct{}{}, invited: map[string]struct{}{},
 		unread: &unreadIndex{bySender: map[string][]stream.Pos{}, reads: map[string]stream.Pos{}, complete: true}, limit: limit}
 }
 
@@ -97,5 +97,40 @@ func TestEvictIdle(t *testing.T) {
 	h.rooms["!fresh"] = fresh
 	if rooms, _ := h.Evict(time.Minute); rooms != 1 || h.ActiveRooms() != 1 {
 		t.Fatalf("evicted %d, %d left", rooms, h.ActiveRooms())
+	}
+}
+
+func member(pos stream.Pos, user, membership, prev string) *Published {
+	e := &storage.Event{Pos: pos, ID: fmt.Sprintf("$%d", pos), RoomID: "!r", Type: "m.room.member", StateKey: &user, Sender: user,
+		PDU: []byte(`{"content":{"membership":"` + membership + `"}}`), Membership: membership, PrevMembership: prev, Visibility: "shared"}
+	return &Published{RoomID: "!r", Item: EventItem(e), Event: e}
+}
+
+// A user's membership history in memory is bounded however often they join and leave;
+// profile changes (join to join) add nothing; a cut history says so.
+func TestMemberHistoryBounded(t *testing.T) {
+	r := testRoom(8)
+	pos := stream.Pos(0)
+	r.apply(member(pos+1, "@u", "join", ""))
+	pos++
+	for i := 0; i < 10; i++ {
+		pos++
+		r.apply(member(pos, "@u", "join", "join"))
+	}
+	if h, complete := r.History("@u"); len(h) != 1 || !complete {
+		t.Fatalf("profile changes grew the history: %v", h)
+	}
+	for i := 0; i < 1000; i++ {
+		pos++
+		r.apply(member(pos, "@u", "leave", "join"))
+		pos++
+		r.apply(member(pos, "@u", "join", "leave"))
+	}
+	h, complete := r.History("@u")
+	if len(h) > maxHistory || complete {
+		t.Fatalf("history after 2000 changes: %d kept, complete %v", len(h), complete)
+	}
+	if h[len(h)-1].Pos != pos || r.Membership("@u") != "join" {
+		t.Fatalf("latest change lost: %v", h[len(h)-1])
 	}
 }

@@ -177,3 +177,23 @@ func (h *Hub) applyUser(p *Published) {
 		}
 	}
 }
+
+// History returns a user's complete membership history in a room: from memory, or from
+// storage for the rare user whose history outgrew what the room keeps.
+func (h *Hub) History(ctx context.Context, r *Room, userID string) ([]Change, error) {
+	hist, complete := r.History(userID)
+	if complete {
+		return hist, nil
+	}
+	evs, err := h.store.UserMemberEvents(ctx, r.ID, userID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Change, 0, len(evs))
+	for _, e := range evs {
+		if n := len(out); n == 0 || out[n-1].Membership != e.Membership {
+			out = append(out, Change{Pos: e.Pos, Membership: e.Membership, Prev: e.PrevMembership})
+		}
+	}
+	return out, nil
+}

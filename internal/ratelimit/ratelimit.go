@@ -8,6 +8,10 @@ import (
 	"time"
 )
 
+// maxBucketsPerShard bounds a limiter to 64 × 16384 ≈ one million keys, whatever callers
+// send as keys.
+const maxBucketsPerShard = 16384
+
 // Limiter allows Rate events per second per key, with bursts up to Burst.
 type Limiter struct {
 	rate   float64
@@ -49,6 +53,14 @@ func (l *Limiter) Allow(key string) (bool, time.Duration) {
 	l.sweep(sh, now)
 	b := sh.buckets[key]
 	if b == nil {
+		if len(sh.buckets) >= maxBucketsPerShard {
+			// Full of keys that are all still counting: drop one arbitrary bucket, which
+			// at worst lets that key start a fresh burst.
+			for k := range sh.buckets {
+				delete(sh.buckets, k)
+				break
+			}
+		}
 		b = &bucket{tokens: l.burst, last: now}
 		sh.buckets[key] = b
 	}

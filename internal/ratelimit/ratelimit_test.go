@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -49,5 +50,20 @@ func TestSweep(t *testing.T) {
 	}
 	if n != 0 {
 		t.Fatalf("idle buckets not swept: %d left", n)
+	}
+}
+
+// However many distinct keys arrive within a minute, a limiter holds a bounded number.
+func TestBucketsBounded(t *testing.T) {
+	l := New(1, 5)
+	for i := 0; i < 64*maxBucketsPerShard+50000; i++ {
+		l.Allow(fmt.Sprintf("k%d", i))
+	}
+	n := 0
+	for i := range l.shards {
+		n += len(l.shards[i].buckets)
+	}
+	if n > 64*maxBucketsPerShard {
+		t.Fatalf("%d buckets held, more than %d", n, 64*maxBucketsPerShard)
 	}
 }

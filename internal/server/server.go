@@ -45,6 +45,7 @@ type Server struct {
 	hub      *live.Hub
 	eph      *ephemeral.Service
 	api      *client.API
+	syncer   *syncer.Syncer
 	handler  http.Handler
 }
 
@@ -97,7 +98,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		ServerName: cfg.ServerName, BaseURL: cfg.BaseURL(), MaxBody: cfg.MaxRequestBody, DefaultTimeout: cfg.LongPollDefault,
 		Limits: limits, Proxies: client.ParseProxies(cfg.TrustedProxies),
 	}, log)
-	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts}
+	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts, syncer: sy}
 	s.handler = s.buildHandler()
 	s.startCrossNode()
 	log.Info("porthole ready", "server_name", cfg.ServerName, "database", redactDSN(cfg.DatabaseURL()), "stream_pos", pos, "key", key.ID)
@@ -121,6 +122,12 @@ func (s *Server) buildHandler() http.Handler {
 			func() float64 { return float64(s.notifier.Current()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_active_rooms", Help: "Rooms held in memory with their windows."},
 			func() float64 { return float64(s.hub.ActiveRooms()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_notifier_keys", Help: "Rooms and users with a registered long-poll."},
+			func() float64 { return float64(s.notifier.ListenedKeys()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_notifier_subscriptions", Help: "(room, user) subscriptions of waiting /sync requests."},
+			func() float64 { return float64(s.notifier.Subscriptions()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_filter_cache_bytes", Help: "Estimated memory held by parsed sync filters."},
+			func() float64 { _, b := s.api.FilterCacheUse(); return float64(b) }),
 	)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -137,6 +144,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // API exposes the client API (tests walk its routes).
 func (s *Server) API() *client.API { return s.api }
+
+// Syncer exposes the read side (tests install its read hook).
+func (s *Server) Syncer() *syncer.Syncer { return s.syncer }
 
 // Notifier exposes the notifier (tests read its gauges).
 func (s *Server) Notifier() *stream.Notifier { return s.notifier }

@@ -37,7 +37,7 @@ func TestParseToken(t *testing.T) {
 func TestNotifierRegisterBeforeRead(t *testing.T) {
 	n := NewNotifier(10)
 	k := RoomKey("!r")
-	ch := n.Listen(k)
+	ch := n.Listen(k).C()
 	// An advance between Listen and the wait must still wake the listener.
 	n.Advance(11, k)
 	select {
@@ -49,7 +49,7 @@ func TestNotifierRegisterBeforeRead(t *testing.T) {
 		t.Fatalf("current %d", n.Current())
 	}
 	// A new Listen gets a fresh channel; other keys do not wake it.
-	ch = n.Listen(k)
+	ch = n.Listen(k).C()
 	n.Advance(12, UserKey("@u"))
 	select {
 	case <-ch:
@@ -64,7 +64,7 @@ func TestNotifierRegisterBeforeRead(t *testing.T) {
 	if n.ListenedKeys() != 0 {
 		t.Fatalf("woken keys must be dropped, %d left", n.ListenedKeys())
 	}
-	ch = n.Listen(k)
+	ch = n.Listen(k).C()
 	n.Shutdown()
 	select {
 	case <-n.Closing():
@@ -72,6 +72,59 @@ func TestNotifierRegisterBeforeRead(t *testing.T) {
 		t.Fatal("shutdown not signalled")
 	}
 	_ = ch
+}
+
+// Listeners that stop waiting release their keys and room subscriptions: a key nobody
+// listens to holds nothing, while one still held by another request keeps working.
+func TestNotifierRelease(t *testing.T) {
+	n := NewNotifier(0)
+	a := n.Listen(RoomKey("!quiet"))
+	b := n.Listen(RoomKey("!quiet"))
+	a.Release()
+	a.Release() // twice is harmless
+	if n.ListenedKeys() != 1 {
+		t.Fatalf("a key still held by another listener was dropped: %d", n.ListenedKeys())
+	}
+	n.Advance(1, RoomKey("!quiet"))
+	select {
+	case <-b.C():
+	default:
+		t.Fatal("the remaining listener was not woken")
+	}
+	b.Release() // after a wake: nothing to do
+	if n.ListenedKeys() != 0 {
+		t.Fatalf("keys left: %d", n.ListenedKeys())
+	}
+	// /sync listeners: a timed-out one leaves no room subscriptions behind.
+	u1 := n.ListenUser("@u", []string{"!r1", "!r2"})
+	u2 := n.ListenUser("@u", []string{"!r1", "!r2"})
+	u1.Release()
+	n.Advance(2, RoomKey("!r2"))
+	select {
+	case <-u2.C():
+	default:
+		t.Fatal("the user's remaining listener was not woken by its room")
+	}
+	u3 := n.ListenUser("@u", []string{"!r1"})
+	// A stale subscription of the woken generation must not wake the new one.
+	n.Advance(3, RoomKey("!r2"))
+	select {
+	case <-u3.C():
+		t.Fatal("woken by a room the current listener did not ask for")
+	default:
+	}
+	u3.Release()
+	u2.Release()
+	if n.ListenedKeys() != 0 || n.Subscriptions() != 0 {
+		t.Fatalf("after every listener left: %d keys, %d subscriptions", n.ListenedKeys(), n.Subscriptions())
+	}
+	// Many quiet keys that time out hold nothing.
+	for i := 0; i < 1000; i++ {
+		n.ListenUser(fmt.Sprintf("@g%d", i), []string{fmt.Sprintf("!room%d", i)}).Release()
+	}
+	if n.ListenedKeys() != 0 || n.Subscriptions() != 0 {
+		t.Fatalf("after 1000 timed-out listeners: %d keys, %d subscriptions", n.ListenedKeys(), n.Subscriptions())
+	}
 }
 
 func TestNotifierManyWaiters(t *testing.T) {
@@ -83,7 +136,7 @@ func TestNotifierManyWaiters(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ch := n.Listen(k)
+			ch := n.Listen(k).C()
 			ready <- struct{}{}
 			<-ch
 		}()
@@ -106,7 +159,7 @@ func BenchmarkNotifierWake(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				var wg sync.WaitGroup
-				ch := n.Listen(k)
+				ch := n.Listen(k).C()
 				wg.Add(waiters)
 				for w := 0; w < waiters; w++ {
 					go func() { <-ch; wg.Done() }()

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"porthole/internal/auth"
@@ -39,6 +40,18 @@ type Syncer struct {
 	log      *slog.Logger
 	now      func() time.Time
 	lazy     lazyCache
+	// readHook, set by tests, runs in every long-poll between registering and reading.
+	readHook atomic.Pointer[func()]
+}
+
+// SetReadHook installs f to run in every long-poll round after it registers with the
+// notifier and before it reads (nil removes it). Tests use it to commit at that moment.
+func (sy *Syncer) SetReadHook(f func()) {
+	if f == nil {
+		sy.readHook.Store(nil)
+		return
+	}
+	sy.readHook.Store(&f)
 }
 
 // New returns a syncer.
@@ -58,20 +71,27 @@ func (sy *Syncer) ClampTimeout(d time.Duration) time.Duration {
 // longPoll is the pattern every long-poll follows: listen first, then read everything up to
 // the committed position, and answer when the read found something (or no wait was asked
 // for); otherwise wait for a wake-up and read again, until the deadline. Listening before
-// reading means an item committed in between still wakes the request.
+// reading means an item committed in between still wakes the request. Every registration
+// is released when the request stops waiting on it.
 func (sy *Syncer) longPoll(ctx context.Context, sess *auth.Session, timeout time.Duration,
-	listen func() (<-chan struct{}, error), read func(cur stream.Pos) (body []byte, ready bool, err error)) ([]byte, error) {
+	listen func() (*stream.Listener, error), read func(cur stream.Pos) (body []byte, ready bool, err error)) ([]byte, error) {
 	deadline := sy.now().Add(timeout)
 	for {
-		ch, err := listen()
+		l, err := listen()
 		if err != nil {
 			return nil, err
 		}
-		body, ready, err := read(sy.notifier.Current())
+		cur := sy.notifier.Current()
+		if h := sy.readHook.Load(); h != nil {
+			(*h)()
+		}
+		body, ready, err := read(cur)
 		if err != nil || ready || timeout == 0 {
+			l.Release()
 			return body, err
 		}
-		woken, err := sy.wait(ctx, sess, ch, deadline)
+		woken, err := sy.wait(ctx, sess, l.C(), deadline)
+		l.Release()
 		if err != nil {
 			return nil, err
 		}
@@ -138,18 +158,24 @@ type viewer struct {
 	ignored map[string]struct{}
 }
 
-func (sy *Syncer) newViewer(sess *auth.Session, room *live.Room, peeking bool) *viewer {
+func (sy *Syncer) newViewer(ctx context.Context, sess *auth.Session, room *live.Room, peeking bool) (*viewer, error) {
 	v := &viewer{reader: clientevent.Reader{UserID: sess.UserID, DeviceID: sess.DeviceID}, peeking: peeking, nowMS: sy.now().UnixMilli()}
 	if room != nil {
-		v.history = room.History(sess.UserID)
+		var err error
+		if v.history, err = sy.hub.History(ctx, room, sess.UserID); err != nil {
+			return nil, mxerr.Internal(err)
+		}
 	}
-	return v
+	return v, nil
 }
 
 // filteringViewer is newViewer for reading timelines: it also drops the non-state events
 // of users the reader ignores (guests have no account data, so nobody to ignore).
 func (sy *Syncer) filteringViewer(ctx context.Context, sess *auth.Session, room *live.Room, peeking bool) (*viewer, error) {
-	v := sy.newViewer(sess, room, peeking)
+	v, err := sy.newViewer(ctx, sess, room, peeking)
+	if err != nil {
+		return nil, err
+	}
 	if !sess.IsGuest {
 		var err error
 		if v.ignored, err = sy.hub.Ignored(ctx, sess.UserID); err != nil {

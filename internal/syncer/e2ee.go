@@ -77,7 +77,11 @@ func (sy *Syncer) deviceListUpdates(ctx context.Context, userID string, ms []sto
 			}
 			continue
 		}
-		if live.MembershipAt(r.History(userID), since) != visibility.Join {
+		hist, err := sy.hub.History(ctx, r, userID)
+		if err != nil {
+			return nil, nil, mxerr.Internal(err)
+		}
+		if live.MembershipAt(hist, since) != visibility.Join {
 			for _, u := range r.Joined() {
 				changedSet[u] = true
 			}

@@ -297,7 +297,11 @@ func (sy *Syncer) State(ctx context.Context, sess *auth.Session, roomID string) 
 	if err != nil {
 		return nil, mxerr.Internal(err)
 	}
-	return sy.appendEvents(nil, sy.newViewer(sess, a.room, a.peeking), state), nil
+	v, err := sy.newViewer(ctx, sess, a.room, a.peeking)
+	if err != nil {
+		return nil, err
+	}
+	return sy.appendEvents(nil, v, state), nil
 }
 
 // StateEvent returns one state event's content, or the whole event when asEvent.
@@ -314,7 +318,10 @@ func (sy *Syncer) StateEvent(ctx context.Context, sess *auth.Session, roomID, ev
 		return nil, mxerr.NotFound("Event not found")
 	}
 	if asEvent {
-		v := sy.newViewer(sess, a.room, a.peeking)
+		v, err := sy.newViewer(ctx, sess, a.room, a.peeking)
+		if err != nil {
+			return nil, err
+		}
 		enc := clientevent.Encode(&state[0])
 		_, m := v.sees(enc)
 		return v.appendEvent(nil, enc, m), nil
@@ -337,7 +344,10 @@ func (sy *Syncer) Members(ctx context.Context, sess *auth.Session, req MembersRe
 		return nil, err
 	}
 	var evs []storage.Event
-	v := sy.newViewer(sess, a.room, a.peeking)
+	v, err := sy.newViewer(ctx, sess, a.room, a.peeking)
+	if err != nil {
+		return nil, err
+	}
 	if req.At != nil || a.departed {
 		at := a.upTo
 		if req.At != nil {

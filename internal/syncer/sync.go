@@ -129,7 +129,7 @@ func (sy *Syncer) Sync(ctx context.Context, sess *auth.Session, req SyncRequest)
 		}
 	}
 	req.ToDeviceAck = &ack
-	listen := func() (<-chan struct{}, error) { return sy.listenUser(ctx, sess.UserID) }
+	listen := func() (*stream.Listener, error) { return sy.listenUser(ctx, sess.UserID) }
 	var last *syncResponse
 	_, err := sy.longPoll(ctx, sess, req.Timeout, listen, func(cur stream.Pos) ([]byte, bool, error) {
 		resp, err := sy.buildSync(ctx, sess, req, cur)
@@ -151,7 +151,7 @@ func (sy *Syncer) Sync(ctx context.Context, sess *auth.Session, req SyncRequest)
 
 // listenUser registers a long-poll for anything concerning the user: their own key, and
 // the rooms they are joined to.
-func (sy *Syncer) listenUser(ctx context.Context, userID string) (<-chan struct{}, error) {
+func (sy *Syncer) listenUser(ctx context.Context, userID string) (*stream.Listener, error) {
 	ms, err := sy.hub.Memberships(ctx, userID)
 	if err != nil {
 		return nil, mxerr.Internal(err)

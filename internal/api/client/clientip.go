@@ -61,3 +61,15 @@ func (a *API) clientIP(r *http.Request) string {
 	}
 	return host
 }
+
+// limitKey is the client's address as rate limits count it: an IPv6 client is its /64,
+// the block one subscriber usually holds, so that rotating addresses within it neither
+// escapes the limits nor fills the limiters' tables.
+func (a *API) limitKey(r *http.Request) string {
+	host := a.clientIP(r)
+	ip := net.ParseIP(host)
+	if ip == nil || ip.To4() != nil {
+		return host
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}

@@ -34,3 +34,24 @@ func TestClientIP(t *testing.T) {
 		t.Error("X-Forwarded-For believed without trusted proxies")
 	}
 }
+
+// Rate limits count an IPv6 client by its /64, so rotating addresses inside it neither
+// escapes the limits nor fills the limiters' tables.
+func TestLimitKey(t *testing.T) {
+	a := &API{cfg: Config{Proxies: ParseProxies([]string{"127.0.0.1"})}}
+	key := func(xff string) string {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "127.0.0.1:5000"
+		r.Header.Set("X-Forwarded-For", xff)
+		return a.limitKey(r)
+	}
+	if k1, k2 := key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:1:2:3"); k1 != k2 || k1 != "2001:db8:1:2::/64" {
+		t.Fatalf("one /64: %q and %q", k1, k2)
+	}
+	if key("2001:db8:1:3::1") == key("2001:db8:1:2::1") {
+		t.Fatal("two /64s share a key")
+	}
+	if got := key("203.0.113.9"); got != "203.0.113.9" {
+		t.Fatalf("IPv4 key: %q", got)
+	}
+}

@@ -312,22 +312,36 @@ func TestPeekTwoRoomsSeparately(t *testing.T) {
 }
 
 // A write that lands between the long-poll's subscription and its read is never missed.
+// A message committed after a long-poll registers but before it reads must wake it: the
+// read hook commits exactly then. (With the read before the registration, the wake would
+// be lost and the request would wait out its timeout.)
 func TestPeekRaceSubscribeRead(t *testing.T) {
 	s := hstest.New(t)
 	owner := s.Register(t, "")
 	room := owner.WorldReadableRoom(t)
 	g := s.Guest(t)
 	from := g.Must(t, 200, "GET", eventsPath(room, "", "timeout=0"), nil).Get("end").String()
-	for i := 0; i < 40; i++ {
-		done := make(chan hstest.Response, 1)
-		go func() { done <- g.Do(t, "GET", eventsPath(room, from, "timeout=20000&limit=1"), nil) }()
+	for i := 0; i < 10; i++ {
 		want := fmt.Sprintf("race %d", i)
-		owner.Send(t, room, want)
-		r := <-done
+		var once sync.Once
+		s.Server.Syncer().SetReadHook(func() { once.Do(func() { owner.Send(t, room, want) }) })
+		r := g.Do(t, "GET", eventsPath(room, from, "timeout=3000&limit=1"), nil)
+		s.Server.Syncer().SetReadHook(nil)
 		if got := chunkBodies(r); len(got) != 1 || got[0] != want {
-			t.Fatalf("round %d: %s", i, r)
+			t.Fatalf("round %d: a commit between registering and reading was missed: %s", i, r)
 		}
 		from = r.Get("end").String()
+	}
+	// The same for /sync.
+	u := s.Register(t, "")
+	u.Join(t, room)
+	since := u.Must(t, 200, "GET", "sync", nil).Get("next_batch").String()
+	var once sync.Once
+	s.Server.Syncer().SetReadHook(func() { once.Do(func() { owner.Send(t, room, "sync race") }) })
+	r := u.Do(t, "GET", "sync?timeout=3000&since="+since, nil)
+	s.Server.Syncer().SetReadHook(nil)
+	if got := bodies(r, "rooms.join."+escapeKey(room)+".timeline.events"); len(got) != 1 || got[0] != "sync race" {
+		t.Fatalf("/sync missed a commit between registering and reading: %s", r)
 	}
 }
 

@@ -48,7 +48,7 @@ func (a *API) longPoll(r *http.Request, s *auth.Session, timeout time.Duration) 
 	if a.cfg.Limits == nil || a.cfg.Limits.Polls == nil || timeout <= 0 {
 		return func() {}, nil
 	}
-	release, ok := a.cfg.Limits.Polls.acquire(s.UserID, a.clientIP(r))
+	release, ok := a.cfg.Limits.Polls.acquire(s.UserID, a.limitKey(r))
 	if !ok {
 		return nil, mxerr.LimitExceeded(1000)
 	}

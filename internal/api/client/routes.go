@@ -255,7 +255,7 @@ func (a *API) wrap(rt route) http.Handler {
 }
 
 func (a *API) serve(rt route, w http.ResponseWriter, r *http.Request) error {
-	if err := a.limit(a.limitsIP(), a.clientIP(r)); err != nil {
+	if err := a.limit(a.limitsIP(), a.limitKey(r)); err != nil {
 		return err
 	}
 	var sess *auth.Session
@@ -298,7 +298,7 @@ func (a *API) limitRegistration(r *http.Request) error {
 	if a.cfg.Limits == nil {
 		return nil
 	}
-	return a.limit(a.cfg.Limits.Register, a.clientIP(r))
+	return a.limit(a.cfg.Limits.Register, a.limitKey(r))
 }
 
 // unrecognized answers what no route matched: 405 if the path exists for another method,

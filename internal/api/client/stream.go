@@ -168,7 +168,7 @@ func (a *API) syncFilter(r *http.Request, s *auth.Session) (*filter.Filter, erro
 		if err != nil {
 			return nil, filterError(err)
 		}
-		a.filters.put(raw, f)
+		a.filters.put(raw, f, len(raw))
 		return f, nil
 	}
 	id, err := strconv.ParseInt(raw, 10, 64)
@@ -190,7 +190,7 @@ func (a *API) syncFilter(r *http.Request, s *auth.Session) (*filter.Filter, erro
 	if err != nil {
 		return nil, filterError(err)
 	}
-	a.filters.put(key, f)
+	a.filters.put(key, f, len(stored))
 	return f, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -190,3 +191,53 @@ func TestMigrations(t *testing.T) {
 		t.Fatalf("newer schema accepted: %v", err)
 	}
 }
+
+// Variable-length lists longer than an engine's parameter limit (SQLite: 32,766) are
+// split over several queries, and their results merged in order.
+func TestLongINLists(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			ids := make([]string, 40000)
+			for i := range ids {
+				ids[i] = "$missing" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + itoa(i)
+			}
+			if evs, err := s.EventsByIDs(ctx, ids); err != nil || len(evs) != 0 {
+				t.Fatalf("EventsByIDs with 40,000 IDs: %d, %v", len(evs), err)
+			}
+			users := make([]string, 40000)
+			for i := range users {
+				users[i] = "@u" + itoa(i) + ":hs"
+			}
+			if _, err := s.PresenceFor(ctx, users, 0, 100); err != nil {
+				t.Fatalf("PresenceFor with 40,000 users: %v", err)
+			}
+			if _, err := s.ReceiptsForRooms(ctx, ids, 0, 100); err != nil {
+				t.Fatalf("ReceiptsForRooms with 40,000 rooms: %v", err)
+			}
+			err := s.Write(ctx, func(tx storage.Tx) error {
+				if err := tx.CreateUser(ctx, storage.User{ID: "@d:hs", CreatedTS: 1}); err != nil {
+					return err
+				}
+				for _, d := range []string{"KEEP", "GONE1", "GONE2"} {
+					if err := tx.CreateDevice(ctx, storage.Device{UserID: "@d:hs", ID: d, CreatedTS: 1}); err != nil {
+						return err
+					}
+				}
+				gone, err := tx.DeleteDevices(ctx, "@d:hs", append(ids, "GONE1", "GONE2"), "")
+				if err != nil || len(gone) != 2 {
+					t.Errorf("DeleteDevices with 40,002 IDs: %v, %v", gone, err)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ds, _ := s.Devices(ctx, "@d:hs"); len(ds) != 1 || ds[0].ID != "KEEP" {
+				t.Fatalf("devices left: %v", ds)
+			}
+		})
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -219,7 +220,11 @@ type querier interface {
 var (
 	placeholder = regexp.MustCompile(`\$(\d+)`)
 	rebound     sync.Map // query -> SQLite form
+	// reboundCount counts rebound's entries, at most maxRebound.
+	reboundCount atomic.Int64
 )
+
+const maxRebound = 4096
 
 // rebind turns $n placeholders into SQLite's ?n, which bind by number (SQLite would
 // number "$n" parameters by first appearance instead).
@@ -231,7 +236,12 @@ func (d dialect) rebind(q string) string {
 		return v.(string)
 	}
 	out := placeholder.ReplaceAllString(q, "?$1")
-	rebound.Store(q, out)
+	// Queries with variable-length lists come in many shapes; keep the cache bounded.
+	if reboundCount.Load() < maxRebound {
+		if _, loaded := rebound.LoadOrStore(q, out); !loaded {
+			reboundCount.Add(1)
+		}
+	}
 	return out
 }
 

@@ -1,9 +1,11 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
+	"slices"
 	"strings"
 
 	"porthole/internal/storage"
@@ -57,6 +59,47 @@ func inList(start, n int) string {
 		b.WriteString(itoa(start + i))
 	}
 	return b.String()
+}
+
+// maxInList is the most values one IN list carries; longer lists are split over several
+// queries (SQLite allows 32,766 parameters in a statement, PostgreSQL 65,535).
+const maxInList = 512
+
+// inChunks splits vals into IN-list chunks of at most maxInList values, each padded to a
+// power of two by repeating its last value (IN ignores repeats), so that a query has a
+// handful of distinct shapes for the statement caches rather than one per length.
+func inChunks(vals []string) [][]any {
+	var out [][]any
+	for len(vals) > 0 {
+		n := min(len(vals), maxInList)
+		size := 1
+		for size < n {
+			size *= 2
+		}
+		chunk := make([]any, size)
+		for i := range chunk {
+			chunk[i] = vals[min(i, n-1)]
+		}
+		out = append(out, chunk)
+		vals = vals[n:]
+	}
+	return out
+}
+
+// queryIn runs a query whose IN list (written as IN (%s) after the fixed arguments) holds
+// vals, chunk by chunk, and collects every row; callers sort the result if they need to.
+func queryIn[T any](r reader, ctx context.Context, query string, fixed []any, vals []string, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	var out []T
+	for _, chunk := range inChunks(vals) {
+		q := strings.Replace(query, "%s", inList(len(fixed)+1, len(chunk)), 1)
+		rows, err := r.query(ctx, q, append(slices.Clone(fixed), chunk...)...)
+		got, err := collect(rows, err, scan)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
 }
 
 func itoa(n int) string {
@@ -180,7 +223,10 @@ func (r reader) EventsByIDs(ctx context.Context, ids []string) ([]storage.Event,
 	if len(ids) == 0 {
 		return nil, nil
 	}
-	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE event_id IN (`+inList(1, len(ids))+`) ORDER BY pos`, anys(ids)...))
+	evs, err := queryIn(r, ctx, `SELECT `+eventCols+` FROM events WHERE event_id IN (%s)`, nil, ids,
+		func(rows *sql.Rows) (storage.Event, error) { return scanEvent(rows) })
+	slices.SortFunc(evs, func(a, b storage.Event) int { return cmp.Compare(a.Pos, b.Pos) })
+	return evs, err
 }
 
 func (r reader) RoomEvents(ctx context.Context, roomID string, from, to stream.Pos, forward bool, limit int) ([]storage.Event, error) {
@@ -354,11 +400,13 @@ func (r reader) PublishedRooms(ctx context.Context) ([]storage.PublishedRoom, er
 
 const receiptCols = `pos, room_id, receipt_type, user_id, thread_id, event_id, event_pos, ts`
 
+func scanReceipt(rows *sql.Rows) (storage.Receipt, error) {
+	var rc storage.Receipt
+	return rc, rows.Scan(&rc.Pos, &rc.RoomID, &rc.Type, &rc.UserID, &rc.ThreadID, &rc.EventID, &rc.EventPos, &rc.TS)
+}
+
 func scanReceipts(rows *sql.Rows, err error) ([]storage.Receipt, error) {
-	return collect(rows, err, func(rows *sql.Rows) (storage.Receipt, error) {
-		var rc storage.Receipt
-		return rc, rows.Scan(&rc.Pos, &rc.RoomID, &rc.Type, &rc.UserID, &rc.ThreadID, &rc.EventID, &rc.EventPos, &rc.TS)
-	})
+	return collect(rows, err, scanReceipt)
 }
 
 func (r reader) Receipts(ctx context.Context, roomID string, from, to stream.Pos) ([]storage.Receipt, error) {
@@ -369,8 +417,9 @@ func (r reader) ReceiptsForRooms(ctx context.Context, roomIDs []string, from, to
 	if len(roomIDs) == 0 {
 		return nil, nil
 	}
-	return scanReceipts(r.query(ctx, `SELECT `+receiptCols+` FROM receipts WHERE pos > $1 AND pos <= $2 AND room_id IN (`+inList(3, len(roomIDs))+`) ORDER BY pos`,
-		append([]any{from, to}, anys(roomIDs)...)...))
+	rs, err := queryIn(r, ctx, `SELECT `+receiptCols+` FROM receipts WHERE pos > $1 AND pos <= $2 AND room_id IN (%s)`, []any{from, to}, roomIDs, scanReceipt)
+	slices.SortFunc(rs, func(a, b storage.Receipt) int { return cmp.Compare(a.Pos, b.Pos) })
+	return rs, err
 }
 
 func (r reader) UserReceipt(ctx context.Context, roomID, userID, receiptType string) (storage.Receipt, error) {
@@ -414,20 +463,10 @@ func (r reader) PresenceFor(ctx context.Context, userIDs []string, from, to stre
 	if len(userIDs) == 0 {
 		return nil, nil
 	}
-	var out []storage.Presence
-	// Chunk the IN list: SQLite allows 32766 parameters, PostgreSQL 65535.
-	for len(userIDs) > 0 {
-		n := min(len(userIDs), 5000)
-		rows, err := r.query(ctx, `SELECT `+presenceCols+` FROM presence WHERE pos > $1 AND pos <= $2 AND user_id IN (`+inList(3, n)+`) ORDER BY pos`,
-			append([]any{from, to}, anys(userIDs[:n])...)...)
-		ps, err := collect(rows, err, func(rows *sql.Rows) (storage.Presence, error) { return scanPresence(rows) })
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, ps...)
-		userIDs = userIDs[n:]
-	}
-	return out, nil
+	ps, err := queryIn(r, ctx, `SELECT `+presenceCols+` FROM presence WHERE pos > $1 AND pos <= $2 AND user_id IN (%s)`, []any{from, to}, userIDs,
+		func(rows *sql.Rows) (storage.Presence, error) { return scanPresence(rows) })
+	slices.SortFunc(ps, func(a, b storage.Presence) int { return cmp.Compare(a.Pos, b.Pos) })
+	return ps, err
 }
 
 func scanAccountData(rows interface{ Scan(...any) error }) (storage.AccountData, error) {

@@ -110,18 +110,15 @@ func (t *txn) UpdateDevice(ctx context.Context, userID, deviceID string, display
 }
 
 func (t *txn) DeleteDevices(ctx context.Context, userID string, deviceIDs []string, keep string) ([]string, error) {
-	var rows *sql.Rows
+	scanID := func(rows *sql.Rows) (string, error) { var s string; return s, rows.Scan(&s) }
+	var deleted []string
 	var err error
 	if deviceIDs == nil {
-		rows, err = t.query(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id <> $2 RETURNING device_id`, userID, keep)
+		rows, qerr := t.query(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id <> $2 RETURNING device_id`, userID, keep)
+		deleted, err = collect(rows, qerr, scanID)
 	} else {
-		if len(deviceIDs) == 0 {
-			return nil, nil
-		}
-		rows, err = t.query(ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id IN (`+inList(2, len(deviceIDs))+`) RETURNING device_id`,
-			append([]any{userID}, anys(deviceIDs)...)...)
+		deleted, err = queryIn(t.reader, ctx, `DELETE FROM devices WHERE user_id = $1 AND device_id IN (%s) RETURNING device_id`, []any{userID}, deviceIDs, scanID)
 	}
-	deleted, err := collect(rows, err, func(rows *sql.Rows) (string, error) { var s string; return s, rows.Scan(&s) })
 	if err != nil {
 		return nil, err
 	}
