@@ -84,9 +84,10 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	var cm common
 	cm.register(fs)
-	senders := fs.Int("s", 8, "senders in the room (closed loop)")
+	senders := fs.Int("s", 8, "senders (closed loop)")
 	n := fs.Int("n", 5000, "events to send in total")
 	members := fs.Int("members", 0, "extra members (guests) joined to the room before sending, so every send is evaluated for them (push rules, counts)")
+	nRooms := fs.Int("rooms", 1, "rooms the senders spread over (sender k sends in room k mod rooms)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,18 +104,21 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	base := tg.urls[0]
 	hc := &http.Client{Transport: newTransport(max(*senders, 16))}
 	errs := &statusCounter{}
+	if *nRooms < 1 || *nRooms > *senders {
+		return fmt.Errorf("--rooms must be between 1 and the number of senders")
+	}
 	clients := make([]*client, *senders)
-	var room string
+	roomOf := make([]string, *senders)
 	for i := range clients {
 		if clients[i], err = registerUser(ctx, base, hc, errs); err != nil {
 			return err
 		}
-		if i == 0 {
-			if room, err = clients[0].createPublicRoom(ctx); err != nil {
+		if i < *nRooms {
+			if roomOf[i], err = clients[i].createPublicRoom(ctx); err != nil {
 				return err
 			}
-		} else if err := clients[i].join(ctx, room); err != nil {
-			return err
+		} else if roomOf[i] = roomOf[i%*nRooms]; clients[i].join(ctx, roomOf[i]) != nil {
+			return fmt.Errorf("joining the room")
 		}
 	}
 	if err := parallel(ctx, *members, 16, func(int) error {
@@ -122,7 +126,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return err
 		}
-		return g.join(ctx, room)
+		return g.join(ctx, roomOf[0])
 	}); err != nil {
 		return err
 	}
@@ -139,7 +143,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			defer wg.Done()
 			for i := range perSender[k] {
 				t0 := time.Now()
-				clients[k].send(ctx, room, fmt.Sprintf("s%d-%d", start.UnixNano(), i), map[string]any{"msgtype": "m.text", "body": "load"})
+				clients[k].send(ctx, roomOf[k], fmt.Sprintf("s%d-%d", start.UnixNano(), i), map[string]any{"msgtype": "m.text", "body": "load"})
 				lat[i] = time.Since(t0)
 			}
 		}(k)

@@ -20,9 +20,13 @@ const StreamChannel = "porthole_stream"
 // yet: the items other nodes wrote, read back from storage in position order. Each node
 // fetches each new item once and then serves its own long-polls from memory.
 func (h *Hub) CatchUp(ctx context.Context, pos stream.Pos) error {
-	h.writeMu.Lock()
-	defer h.writeMu.Unlock()
-	return h.catchUpLocked(ctx, pos)
+	h.seq.acquire(nil)
+	defer h.seq.release(nil)
+	// Local batches reserved but not yet published are theirs to publish: stop below them.
+	if first := h.seq.firstReserved(); first > 0 {
+		pos = min(pos, first-1)
+	}
+	return h.catchUpTurn(ctx, pos)
 }
 
 // CatchUpAll catches up to the highest committed position in storage.
@@ -34,8 +38,8 @@ func (h *Hub) CatchUpAll(ctx context.Context) error {
 	return h.CatchUp(ctx, top)
 }
 
-// catchUpLocked is CatchUp for callers holding writeMu.
-func (h *Hub) catchUpLocked(ctx context.Context, pos stream.Pos) error {
+// catchUpTurn is CatchUp for callers holding the publishing turn.
+func (h *Hub) catchUpTurn(ctx context.Context, pos stream.Pos) error {
 	from := h.notifier.Current()
 	if pos <= from {
 		return nil
@@ -63,28 +67,34 @@ func (h *Hub) catchUpLocked(ctx context.Context, pos stream.Pos) error {
 	return nil
 }
 
+// eventPublished is a stored event as its writer published it: a redaction brings the new
+// stored forms of what it changed.
+func (h *Hub) eventPublished(ctx context.Context, e *storage.Event) Published {
+	p := Published{RoomID: e.RoomID, Item: EventItem(e), Event: e}
+	if e.Type != "m.room.redaction" {
+		return p
+	}
+	target := gjson.GetBytes(e.PDU, "redacts").Str
+	if target == "" {
+		target = gjson.GetBytes(e.PDU, "content.redacts").Str
+	}
+	if t, err := h.store.EventByID(ctx, target); err == nil && t.RoomID == e.RoomID {
+		p.Replaced = append(p.Replaced, &t)
+		// The state event that copied the redacted content was rewritten too.
+		if t.StateKey != nil {
+			if next, err := h.store.NextStateEvent(ctx, e.RoomID, storage.StateKeyOf{Type: t.Type, StateKey: *t.StateKey}, t.Pos); err == nil {
+				p.Replaced = append(p.Replaced, &next)
+			}
+		}
+	}
+	return p
+}
+
 // published turns a batch read from storage into the items to publish, in position order.
 func (h *Hub) published(ctx context.Context, b storage.StreamBatch) ([]Published, error) {
 	var pubs []Published
 	for i := range b.Events {
-		e := &b.Events[i]
-		p := Published{RoomID: e.RoomID, Item: EventItem(e), Event: e}
-		if e.Type == "m.room.redaction" {
-			target := gjson.GetBytes(e.PDU, "redacts").Str
-			if target == "" {
-				target = gjson.GetBytes(e.PDU, "content.redacts").Str
-			}
-			if t, err := h.store.EventByID(ctx, target); err == nil && t.RoomID == e.RoomID {
-				p.Replaced = append(p.Replaced, &t)
-				// The state event that copied the redacted content was rewritten too.
-				if t.StateKey != nil {
-					if next, err := h.store.NextStateEvent(ctx, e.RoomID, storage.StateKeyOf{Type: t.Type, StateKey: *t.StateKey}, t.Pos); err == nil {
-						p.Replaced = append(p.Replaced, &next)
-					}
-				}
-			}
-		}
-		pubs = append(pubs, p)
+		pubs = append(pubs, h.eventPublished(ctx, &b.Events[i]))
 	}
 	for _, r := range b.Receipts {
 		pubs = append(pubs, Published{RoomID: r.RoomID, Item: ReceiptItem(r)})
@@ -114,6 +124,37 @@ func (h *Hub) published(ctx context.Context, b storage.StreamBatch) ([]Published
 	pubs = append(pubs, e2ee...)
 	slices.SortStableFunc(pubs, func(a, b Published) int { return int(a.Item.Pos - b.Item.Pos) })
 	return pubs, nil
+}
+
+// replay applies to a room being loaded the items of batch that belong to it, in position
+// order: its events, receipts and typing, and the presence of users joined to it at the
+// time.
+func (h *Hub) replay(ctx context.Context, r *Room, b storage.StreamBatch) {
+	var pubs []Published
+	for i := range b.Events {
+		if b.Events[i].RoomID == r.ID {
+			pubs = append(pubs, h.eventPublished(ctx, &b.Events[i]))
+		}
+	}
+	for _, rc := range b.Receipts {
+		if rc.RoomID == r.ID {
+			pubs = append(pubs, Published{RoomID: rc.RoomID, Item: ReceiptItem(rc)})
+		}
+	}
+	for _, t := range b.Typing {
+		if t.RoomID == r.ID {
+			pubs = append(pubs, Published{RoomID: t.RoomID, Item: TypingItem(t)})
+		}
+	}
+	for _, p := range b.Presence {
+		pubs = append(pubs, Published{RoomID: r.ID, Item: PresenceItem(p)})
+	}
+	slices.SortStableFunc(pubs, func(a, b Published) int { return int(a.Item.Pos - b.Item.Pos) })
+	for i := range pubs {
+		if p := &pubs[i]; p.Item.Kind != KindPresence || r.Membership(p.Item.UserID) == visibility.Join {
+			r.apply(p)
+		}
+	}
 }
 
 // HandleNotification reacts to a StreamChannel notification from another node.

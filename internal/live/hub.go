@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"porthole/internal/storage"
@@ -40,31 +41,53 @@ type Hub struct {
 	limit    int
 	log      *slog.Logger
 
-	// writeMu serialises commit+publish, so items reach windows and the notifier in
-	// position order.
-	writeMu sync.Mutex
+	// seq puts publication in position order: writers commit concurrently (the database
+	// orders their positions), then publish one at a time, lowest position first.
+	seq *sequencer
 
 	mu    sync.Mutex
 	rooms map[string]*Room
 	users map[string]*userState
 
 	deviceLists deviceListLog
+	// loading holds the rooms being read from storage, so concurrent requests for one
+	// room wait for one load.
+	loading map[string]*roomLoad
+	// loadHook, set by tests, runs after a room was read from storage, before it is
+	// brought up to date and installed.
+	loadHook atomic.Pointer[func(roomID string)]
+}
+
+// SetLoadHook installs f to run whenever a room has been read from storage and is not
+// yet installed (nil removes it). Tests use it to write at that moment.
+func (h *Hub) SetLoadHook(f func(roomID string)) {
+	if f == nil {
+		h.loadHook.Store(nil)
+		return
+	}
+	h.loadHook.Store(&f)
+}
+
+type roomLoad struct {
+	done chan struct{}
+	room *Room
+	err  error
 }
 
 // NewHub returns a hub publishing to notifier, keeping windows of limit items.
 func NewHub(store storage.Store, notifier *stream.Notifier, limit int, log *slog.Logger) *Hub {
-	return &Hub{store: store, notifier: notifier, limit: limit, log: log, rooms: make(map[string]*Room), users: make(map[string]*userState)}
+	return &Hub{store: store, notifier: notifier, limit: limit, log: log, seq: newSequencer(),
+		rooms: make(map[string]*Room), users: make(map[string]*userState), loading: make(map[string]*roomLoad)}
 }
 
 // Notifier returns the hub's notifier.
 func (h *Hub) Notifier() *stream.Notifier { return h.notifier }
 
-// Commit runs fn in one transaction and, once it has committed, publishes what fn returned.
-// fn must read and write only through tx (the hub's lock is held).
+// Commit runs fn in one transaction and, once it has committed, publishes what fn returned,
+// in position order with every other commit. fn must read and write only through tx.
 func (h *Hub) Commit(ctx context.Context, fn func(tx storage.Tx) ([]Published, error)) ([]Published, error) {
-	h.writeMu.Lock()
-	defer h.writeMu.Unlock()
 	var pubs []Published
+	var res *reservation
 	err := h.store.Write(ctx, func(tx storage.Tx) error {
 		// Every stream writer, on every node, goes one at a time from here to commit.
 		if err := tx.LockStream(ctx); err != nil {
@@ -74,20 +97,34 @@ func (h *Hub) Commit(ctx context.Context, fn func(tx storage.Tx) ([]Published, e
 		if pubs, err = fn(tx); err != nil {
 			return err
 		}
-		if len(pubs) > 0 {
-			return tx.Notify(ctx, StreamChannel, strconv.FormatInt(int64(topPos(pubs)), 10))
+		if first := firstPos(pubs); first > 0 {
+			if err := tx.Notify(ctx, StreamChannel, strconv.FormatInt(int64(topPos(pubs)), 10)); err != nil {
+				return err
+			}
+			// Reserved while this transaction still holds the stream: reservations come
+			// in position order.
+			res = h.seq.reserve(first, topPos(pubs))
 		}
 		return nil
 	})
 	if err != nil {
+		h.seq.cancel(res)
 		return nil, err
 	}
-	// Positions below ours were committed before our transaction took the stream lock; if
-	// another node wrote them, publish them first, so items always go out in order.
-	if first := firstPos(pubs); first > 0 {
-		if err := h.catchUpLocked(context.Background(), first-1); err != nil {
+	if res == nil {
+		return pubs, nil
+	}
+	h.seq.acquire(res)
+	defer h.seq.release(res)
+	// Positions below ours that no local writer holds were committed by other nodes before
+	// our transaction took the stream lock: publish them first, so items go out in order.
+	if res.first-1 > h.notifier.Current() {
+		if err := h.catchUpTurn(context.Background(), res.first-1); err != nil {
 			h.log.Error("catching up before publishing", "err", err)
 		}
+	}
+	if res.first <= h.notifier.Current() {
+		return pubs, nil // a catch-up read these positions back from storage already
 	}
 	h.publish(pubs)
 	return pubs, nil
@@ -111,7 +148,8 @@ func firstPos(pubs []Published) stream.Pos {
 	return first
 }
 
-// publish applies committed items to loaded rooms and wakes their listeners.
+// publish applies committed items to the loaded rooms and users and wakes their listeners
+// (the caller holds the turn). Rooms not in memory need nothing: a load reads storage.
 func (h *Hub) publish(pubs []Published) {
 	var top stream.Pos
 	keys := make([]stream.Key, 0, 8)
@@ -125,14 +163,13 @@ func (h *Hub) publish(pubs []Published) {
 		if p.RoomID == "" {
 			continue
 		}
-		// The item has committed, so a room loaded now already contains it; apply skips it.
-		r, err := h.roomLocked(context.Background(), p.RoomID)
-		if err != nil {
-			h.log.Error("loading room to publish", "room", p.RoomID, "err", err)
-			continue
+		h.mu.Lock()
+		r := h.rooms[p.RoomID]
+		h.mu.Unlock()
+		if r != nil {
+			r.used.Store(time.Now().Unix())
+			r.apply(p)
 		}
-		r.used.Store(time.Now().Unix())
-		r.apply(p)
 		// Members' /sync listeners subscribe to the room key (Notifier.ListenUser).
 		keys = append(keys, stream.RoomKey(p.RoomID))
 		if p.Event != nil && p.Event.Type == "m.room.member" && p.Event.StateKey != nil {
@@ -145,32 +182,53 @@ func (h *Hub) publish(pubs []Published) {
 }
 
 // Room returns the active room, loading it if needed; storage.ErrNotFound for an unknown room.
+// Loading reads storage without holding up writers: the room is read as of the published
+// position, then, in the publishing turn, brought up to date with what was published
+// meanwhile and installed.
 func (h *Hub) Room(ctx context.Context, roomID string) (*Room, error) {
 	h.mu.Lock()
-	r := h.rooms[roomID]
-	h.mu.Unlock()
-	if r != nil {
+	if r := h.rooms[roomID]; r != nil {
+		h.mu.Unlock()
 		r.used.Store(time.Now().Unix())
 		return r, nil
 	}
-	// Load under the write lock, so no item is published between reading storage and
-	// installing the room.
-	h.writeMu.Lock()
-	defer h.writeMu.Unlock()
-	return h.roomLocked(ctx, roomID)
+	if l := h.loading[roomID]; l != nil {
+		h.mu.Unlock()
+		select {
+		case <-l.done:
+			return l.room, l.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	l := &roomLoad{done: make(chan struct{})}
+	h.loading[roomID] = l
+	h.mu.Unlock()
+	l.room, l.err = h.loadRoom(context.WithoutCancel(ctx), roomID)
+	h.mu.Lock()
+	delete(h.loading, roomID)
+	h.mu.Unlock()
+	close(l.done)
+	return l.room, l.err
 }
 
-// roomLocked is Room for callers that hold writeMu.
-func (h *Hub) roomLocked(ctx context.Context, roomID string) (*Room, error) {
-	h.mu.Lock()
-	r := h.rooms[roomID]
-	h.mu.Unlock()
-	if r != nil {
-		return r, nil
-	}
-	r, err := loadRoom(ctx, h.store, roomID, h.notifier.Current(), h.limit)
+func (h *Hub) loadRoom(ctx context.Context, roomID string) (*Room, error) {
+	at := h.notifier.Current()
+	r, err := loadRoom(ctx, h.store, roomID, at, h.limit)
 	if err != nil {
 		return nil, err
+	}
+	if f := h.loadHook.Load(); f != nil {
+		(*f)(roomID)
+	}
+	h.seq.acquire(nil)
+	defer h.seq.release(nil)
+	if cur := h.notifier.Current(); cur > at {
+		batch, err := h.store.StreamRange(ctx, at, cur)
+		if err != nil {
+			return nil, err
+		}
+		h.replay(ctx, r, batch)
 	}
 	r.used.Store(time.Now().Unix())
 	h.mu.Lock()
@@ -183,19 +241,19 @@ func (h *Hub) roomLocked(ctx context.Context, roomID string) (*Room, error) {
 // is loaded again from storage when next needed. Rooms with waiting long-polls are in use
 // (their requests read them on every wake-up and at their deadline).
 func (h *Hub) Evict(idle time.Duration) (rooms, users int) {
-	h.writeMu.Lock()
-	defer h.writeMu.Unlock()
+	h.seq.acquire(nil)
+	defer h.seq.release(nil)
 	cutoff := time.Now().Add(-idle).Unix()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for id, r := range h.rooms {
-		if r.used.Load() < cutoff {
+		if r.used.Load() <= cutoff {
 			delete(h.rooms, id)
 			rooms++
 		}
 	}
 	for id, u := range h.users {
-		if u.used.Load() < cutoff {
+		if u.used.Load() <= cutoff {
 			delete(h.users, id)
 			users++
 		}

@@ -120,9 +120,10 @@ func (h *Hub) user(ctx context.Context, userID string) (*userState, error) {
 		u.used.Store(time.Now().Unix())
 		return u, nil
 	}
-	// Load under the write lock, so no membership change is published in between.
-	h.writeMu.Lock()
-	defer h.writeMu.Unlock()
+	// Load in the publishing turn, so no membership change is published in between (a
+	// user is two small reads).
+	h.seq.acquire(nil)
+	defer h.seq.release(nil)
 	h.mu.Lock()
 	u = h.users[userID]
 	h.mu.Unlock()
@@ -160,7 +161,7 @@ func (h *Hub) user(ctx context.Context, userID string) (*userState, error) {
 	return u, nil
 }
 
-// applyUser updates loaded users for a published item (called under writeMu).
+// applyUser updates loaded users for a published item (called in the publishing turn).
 func (h *Hub) applyUser(p *Published) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

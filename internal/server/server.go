@@ -145,6 +145,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // API exposes the client API (tests walk its routes).
 func (s *Server) API() *client.API { return s.api }
 
+// Hub exposes the live hub (tests evict rooms to race loads with writes).
+func (s *Server) Hub() *live.Hub { return s.hub }
+
 // Syncer exposes the read side (tests install its read hook).
 func (s *Server) Syncer() *syncer.Syncer { return s.syncer }
 
