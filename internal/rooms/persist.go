@@ -13,8 +13,10 @@ import (
 	"encoding/json/v2"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"maunium.net/go/mautrix/crypto/canonicaljson"
@@ -53,6 +55,8 @@ type Service struct {
 	cfg   Config
 	log   *slog.Logger
 	now   func() time.Time
+	// locks serialise local writers of a room (see roomLock).
+	locks [256]sync.Mutex
 }
 
 // New returns the rooms service.
@@ -104,9 +108,14 @@ type persistContext struct {
 	guestAccessChanged bool
 }
 
-// write runs fn with a persistContext for roomID inside one committed transaction.
-// Unknown rooms are storage.ErrNotFound.
+// write runs fn with a persistContext for roomID inside one committed transaction, under
+// the room's lock. Unknown rooms are storage.ErrNotFound.
 func (s *Service) write(ctx context.Context, roomID string, fn func(pc *persistContext) error) ([]live.Published, error) {
+	if roomID != "" {
+		lock := s.roomLock(roomID)
+		lock.Lock()
+		defer lock.Unlock()
+	}
 	return s.hub.Commit(ctx, func(tx storage.Tx) ([]live.Published, error) {
 		pc := &persistContext{s: s, ctx: ctx, tx: tx}
 		if roomID != "" {
@@ -152,19 +161,52 @@ func canonicalContent(content jsontext.Value) (jsontext.Value, error) {
 // state, memberships and transaction IDs. It returns the stored event; for a retried
 // transaction ID, the event stored the first time (and no new one).
 func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
-	ctx, tx := pc.ctx, pc.tx
-	if p.TxnID != "" {
-		if existing, err := tx.TxnEvent(ctx, p.Sender, p.DeviceID, pc.room.ID, p.TxnID); err == nil {
-			ev, err := tx.EventByID(ctx, existing)
-			return &ev, err
-		} else if !errors.Is(err, storage.ErrNotFound) {
-			return nil, err
-		}
+	if existing, err := pc.retried(p); existing != nil || err != nil {
+		return existing, err
 	}
+	pre, err := pc.s.prepare(pc.ctx, pc.tx, pc.room, p)
+	if err != nil {
+		return nil, err
+	}
+	return pc.commit(pre)
+}
+
+// retried returns the event a transaction ID already produced, if it did.
+func (pc *persistContext) retried(p Proto) (*storage.Event, error) {
+	if p.TxnID == "" {
+		return nil, nil
+	}
+	existing, err := pc.tx.TxnEvent(pc.ctx, p.Sender, p.DeviceID, pc.room.ID, p.TxnID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	ev, err := pc.tx.EventByID(pc.ctx, existing)
+	return &ev, err
+}
+
+// prepared is an event built, signed and authorized against a room as it was at a given
+// head: everything but storing it.
+type prepared struct {
+	p       Proto
+	room    storage.Room
+	ev      *pdu.PDU
+	eventID id.EventID
+	raw     []byte
+	// byKey is the current state the event was checked against (its auth events, the
+	// history visibility, and the state it replaces).
+	byKey map[storage.StateKeyOf]*storage.Event
+}
+
+// prepare builds, signs and authorizes an event on top of room as r sees it: a
+// transaction, or (for a single event, under the room's lock) the committed state, so
+// that the expensive part runs outside the database's write serialisation.
+func (s *Service) prepare(ctx context.Context, r storage.Reader, room storage.Room, p Proto) (*prepared, error) {
 	if len(p.Type) > 255 || (p.StateKey != nil && len(*p.StateKey) > 255) {
 		return nil, mxerr.BadJSON("Event type and state key must be at most 255 bytes")
 	}
-	version := id.RoomVersion(pc.room.Version)
+	version := id.RoomVersion(room.Version)
 	// Every redaction takes this path, whichever route sent it.
 	isRedaction := p.Type == "m.room.redaction"
 	if isRedaction {
@@ -177,7 +219,7 @@ func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
 		return nil, err
 	}
 	isCreate := p.Type == "m.room.create" && p.StateKey != nil
-	if isCreate && pc.room.HeadEventID != "" {
+	if isCreate && room.HeadEventID != "" {
 		return nil, mxerr.Forbidden("Changing the room create event is forbidden")
 	}
 	ev := &pdu.PDU{
@@ -185,21 +227,21 @@ func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
 		StateKey:       p.StateKey,
 		Sender:         id.UserID(p.Sender),
 		Content:        content,
-		OriginServerTS: pc.s.now().UnixMilli(),
-		Depth:          pc.room.Depth + 1,
+		OriginServerTS: s.now().UnixMilli(),
+		Depth:          room.Depth + 1,
 		AuthEvents:     []id.EventID{},
 		PrevEvents:     []id.EventID{},
-		RoomID:         id.RoomID(pc.room.ID),
+		RoomID:         id.RoomID(room.ID),
 	}
 	if isCreate && version.RoomIDIsCreateEventID() {
 		ev.RoomID = ""
 	}
-	if pc.room.HeadEventID != "" {
-		ev.PrevEvents = []id.EventID{id.EventID(pc.room.HeadEventID)}
+	if room.HeadEventID != "" {
+		ev.PrevEvents = []id.EventID{id.EventID(room.HeadEventID)}
 	}
 	if p.Redacts != "" && !version.RedactsInContent() {
-		r := id.EventID(p.Redacts)
-		ev.Redacts = &r
+		target := id.EventID(p.Redacts)
+		ev.Redacts = &target
 	}
 
 	// Read the auth events, the history visibility and the state this event replaces.
@@ -214,7 +256,7 @@ func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
 	}
 	var current []storage.Event
 	if !isCreate {
-		current, err = tx.CurrentState(ctx, pc.room.ID, keys...)
+		current, err = r.CurrentState(ctx, room.ID, keys...)
 		if err != nil {
 			return nil, err
 		}
@@ -235,7 +277,7 @@ func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
 		}
 	}
 	lookup := func(eid id.EventID) (*pdu.PDU, error) {
-		stored, err := tx.EventByID(ctx, string(eid))
+		stored, err := r.EventByID(ctx, string(eid))
 		if errors.Is(err, storage.ErrNotFound) {
 			return nil, nil
 		} else if err != nil {
@@ -243,20 +285,25 @@ func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
 		}
 		return parsePDU(stored.PDU)
 	}
-	eventID, raw, err := pc.s.signAndAuthorize(version, ev, authPDUs, lookup)
+	eventID, raw, err := s.signAndAuthorize(version, ev, authPDUs, lookup)
 	if err != nil {
 		return nil, err
 	}
 	if isRedaction {
-		if err := pc.checkRedaction(p.Sender, p.Redacts); err != nil {
+		if err := checkRedaction(ctx, r, room, p.Sender, p.Redacts); err != nil {
 			return nil, err
 		}
 	}
+	return &prepared{p: p, room: room, ev: ev, eventID: eventID, raw: raw, byKey: byKey}, nil
+}
 
-	if isCreate && version.RoomIDIsCreateEventID() {
-		pc.room.ID = "!" + string(eventID)[1:]
-	}
-	if isCreate {
+// commit stores a prepared event in the transaction and publishes it with the rest.
+func (pc *persistContext) commit(pre *prepared) (*storage.Event, error) {
+	ctx, tx, p := pc.ctx, pc.tx, pre.p
+	if p.Type == "m.room.create" && p.StateKey != nil {
+		if id.RoomVersion(pc.room.Version).RoomIDIsCreateEventID() {
+			pc.room.ID = "!" + string(pre.eventID)[1:]
+		}
 		pc.room.Creator = p.Sender
 		pos, err := tx.NextPos(ctx)
 		if err != nil {
@@ -269,13 +316,13 @@ func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
 			}
 			return nil, err
 		}
-		return pc.store(ev, raw, eventID, pos, p, byKey)
+		return pc.store(pre.ev, pre.raw, pre.eventID, pos, p, pre.byKey)
 	}
 	pos, err := tx.NextPos(ctx)
 	if err != nil {
 		return nil, err
 	}
-	stored, err := pc.store(ev, raw, eventID, pos, p, byKey)
+	stored, err := pc.store(pre.ev, pre.raw, pre.eventID, pos, p, pre.byKey)
 	if err != nil {
 		return nil, err
 	}
@@ -287,6 +334,54 @@ func (pc *persistContext) persist(p Proto) (*storage.Event, error) {
 	}
 	return stored, nil
 }
+
+// persistOne writes a single event as a room's only change in its transaction. The event
+// is built, signed and authorized under the room's lock but outside the database's write
+// serialisation, against the committed state; the transaction then stores it if the room
+// has not moved on since (another node may have written to it), and builds it again
+// inside otherwise.
+func (s *Service) persistOne(ctx context.Context, roomID string, p Proto) (*storage.Event, error) {
+	lock := s.roomLock(roomID)
+	lock.Lock()
+	defer lock.Unlock()
+	room, err := s.store.Room(ctx, roomID)
+	if err != nil {
+		return nil, err
+	}
+	pre, err := s.prepare(ctx, s.store, room, p)
+	if err != nil {
+		return nil, err
+	}
+	var out *storage.Event
+	_, err = s.hub.Commit(ctx, func(tx storage.Tx) ([]live.Published, error) {
+		pc := &persistContext{s: s, ctx: ctx, tx: tx}
+		if pc.room, err = tx.Room(ctx, roomID); err != nil {
+			return nil, err
+		}
+		if existing, err := pc.retried(p); existing != nil || err != nil {
+			out = existing
+			return nil, err
+		}
+		use := pre
+		if pc.room.HeadEventID != room.HeadEventID || pc.room.Depth != room.Depth {
+			if use, err = s.prepare(ctx, tx, pc.room, p); err != nil {
+				return nil, err
+			}
+		}
+		if out, err = pc.commit(use); err != nil {
+			return nil, err
+		}
+		return pc.pubs, nil
+	})
+	return out, err
+}
+
+// roomLock is the lock local writers of a room take (striped: rooms share a fixed set).
+func (s *Service) roomLock(roomID string) *sync.Mutex {
+	return &s.locks[maphash.String(lockSeed, roomID)%uint64(len(s.locks))]
+}
+
+var lockSeed = maphash.MakeSeed()
 
 // signAndAuthorize hashes and signs a built event, derives its event ID, checks it against
 // the room's auth rules (mautrix eventauth) with the given auth events (lookup finds any

@@ -27,20 +27,12 @@ func (s *Service) Redact(ctx context.Context, sess *auth.Session, roomID, eventI
 	if reason != "" {
 		content["reason"] = reason
 	}
-	var out string
-	_, err := s.write(ctx, roomID, func(pc *persistContext) error {
-		ev, err := pc.persist(Proto{Type: "m.room.redaction", Content: mustJSON(content), Sender: sess.UserID,
-			Redacts: eventID, TxnID: txnID, DeviceID: sess.DeviceID})
-		if err != nil {
-			return err
-		}
-		out = ev.ID
-		return nil
-	})
+	ev, err := s.persistOne(ctx, roomID, Proto{Type: "m.room.redaction", Content: mustJSON(content), Sender: sess.UserID,
+		Redacts: eventID, TxnID: txnID, DeviceID: sess.DeviceID})
 	if err != nil {
 		return "", roomError(err, notInRoom())
 	}
-	return out, nil
+	return ev.ID, nil
 }
 
 func validEventID(eventID string) bool {
@@ -88,15 +80,15 @@ func prepareRedaction(p *Proto, version id.RoomVersion) error {
 // (room versions 3 and later let any member send a redaction; servers decide whether to
 // apply it): users redact their own events, and others' with the room's redact power; the
 // create event and server ACLs are never redacted, nor events of other rooms.
-func (pc *persistContext) checkRedaction(sender, target string) error {
-	orig, err := pc.tx.EventByID(pc.ctx, target)
+func checkRedaction(ctx context.Context, r storage.Reader, room storage.Room, sender, target string) error {
+	orig, err := r.EventByID(ctx, target)
 	found := err == nil
 	if err != nil && !errors.Is(err, storage.ErrNotFound) {
 		return err
 	}
 	if found {
 		switch {
-		case orig.RoomID != pc.room.ID:
+		case orig.RoomID != room.ID:
 			return mxerr.InvalidParam("Event " + target + " is not in this room")
 		case orig.Type == "m.room.create":
 			return mxerr.Forbidden("Redacting create events is not permitted")
@@ -104,9 +96,12 @@ func (pc *persistContext) checkRedaction(sender, target string) error {
 			return mxerr.Forbidden("Redacting server ACL events is not permitted")
 		}
 	}
-	ok, err := pc.hasRedactPower(sender)
-	if err != nil || ok {
+	pl, err := powerLevels(ctx, r, room)
+	if err != nil {
 		return err
+	}
+	if pl.GetUserLevel(id.UserID(sender)) >= pl.Redact() {
+		return nil
 	}
 	if !found {
 		return mxerr.NotFound("Could not find event " + target)

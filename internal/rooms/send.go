@@ -37,19 +37,11 @@ func (s *Service) Send(ctx context.Context, sess *auth.Session, roomID, evType, 
 	if txnID == "" || len(txnID) > 255 {
 		return "", mxerr.InvalidParam("Invalid transaction ID")
 	}
-	var eventID string
-	_, err := s.write(ctx, roomID, func(pc *persistContext) error {
-		ev, err := pc.persist(Proto{Type: evType, Content: content, Sender: sess.UserID, TxnID: txnID, DeviceID: sess.DeviceID})
-		if err != nil {
-			return err
-		}
-		eventID = ev.ID
-		return nil
-	})
+	ev, err := s.persistOne(ctx, roomID, Proto{Type: evType, Content: content, Sender: sess.UserID, TxnID: txnID, DeviceID: sess.DeviceID})
 	if err != nil {
 		return "", roomError(err, notInRoom())
 	}
-	return eventID, nil
+	return ev.ID, nil
 }
 
 // SetState stores a state event. Sending the same content again, as the same sender,
@@ -142,15 +134,6 @@ func (s *Service) validateState(ctx context.Context, roomID, evType string, cont
 		}
 	}
 	return nil
-}
-
-// hasRedactPower checks the sender's power level against the room's redact level.
-func (pc *persistContext) hasRedactPower(userID string) (bool, error) {
-	pl, err := pc.powerLevels()
-	if err != nil {
-		return false, err
-	}
-	return pl.GetUserLevel(id.UserID(userID)) >= pl.Redact(), nil
 }
 
 // powerLevels reads the room's power levels, aware of room v12's privileged creators.
