@@ -171,4 +171,3 @@ func (ns *nullServer) poll(w http.ResponseWriter, r *http.Request, tokenParam st
 	writeRaw(w, b.String())
 }
 
-func selfPID() int { return os.Getpid() }

@@ -73,9 +73,6 @@ func New(store storage.Store, cfg Config, log *slog.Logger) *Service {
 		answers: answerCache{byID: make(map[string]answer)}}
 }
 
-// ServerName is the homeserver's name.
-func (a *Service) ServerName() string { return a.cfg.ServerName }
-
 // Login is what registration and login return.
 type Login struct {
 	UserID      string `json:"user_id"`

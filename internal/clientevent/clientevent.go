@@ -146,9 +146,6 @@ func (e *Encoded) JSON(nowMS int64, membership string, r Reader) jsontext.Value 
 	return e.Append(make([]byte, 0, len(e.prefix)+64), nowMS, membership, r)
 }
 
-// Size is the encoded size, for memory accounting.
-func (e *Encoded) Size() int { return len(e.prefix) + 64 }
-
 // Stripped is the stripped-state form used in invites: type, state_key, content, sender.
 func Stripped(e *storage.Event) jsontext.Value {
 	content := gjson.GetBytes(e.PDU, "content").Raw

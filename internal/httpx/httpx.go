@@ -49,15 +49,13 @@ func WriteBytes(w http.ResponseWriter, status int, body []byte) {
 	w.Write(body)
 }
 
-// ErrClientGone marks a request whose client disconnected; it is not logged as an error.
-var ErrClientGone = errors.New("client went away")
 
 // WriteError writes err as a Matrix error and returns the status written. Errors that
 // are not *mxerr.Error become 500 M_UNKNOWN without their internal text.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) int {
 	e, ok := mxerr.As(err)
 	if !ok {
-		if errors.Is(err, context.Canceled) || errors.Is(err, ErrClientGone) {
+		if errors.Is(err, context.Canceled) {
 			// Nobody is listening; 499 is only for the log line.
 			return 499
 		}
@@ -156,12 +154,6 @@ const (
 	requestIDKey ctxKey = iota
 	logAttrsKey
 )
-
-// RequestID returns the request's ID.
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
-}
 
 // LogAttrs lets a handler add attributes (such as the user) to the request's log line.
 type LogAttrs struct{ attrs []slog.Attr }

@@ -49,20 +49,6 @@ type Room struct {
 	limit     int
 }
 
-// Settings is a room's current access-related state.
-type Settings struct {
-	HistoryVisibility string
-	GuestAccess       string
-	JoinRule          string
-}
-
-// Settings returns the room's current history visibility, guest access and join rule.
-func (r *Room) Settings() Settings {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return Settings{HistoryVisibility: r.hv, GuestAccess: r.guestAccess, JoinRule: r.joinRule}
-}
-
 // WorldReadable reports whether the room is world-readable now.
 func (r *Room) WorldReadable() bool {
 	r.mu.RLock()
@@ -142,12 +128,6 @@ func (r *Room) Items(from, to stream.Pos) ([]Item, bool) {
 		return nil, true
 	}
 	return slices.Clone(r.items[i:j]), true
-}
-
-// HasItemsAfter reports whether anything of the room happened in (from, to].
-func (r *Room) HasItemsAfter(from, to stream.Pos) bool {
-	items, ok := r.Items(from, to)
-	return !ok || len(items) > 0
 }
 
 // apply adds a published item and updates the in-memory state it changes.

@@ -91,7 +91,6 @@ func InvalidRoomState(msg string) *Error {
 func UnsupportedRoomVersion(msg string) *Error {
 	return newErr(http.StatusBadRequest, "M_UNSUPPORTED_ROOM_VERSION", msg)
 }
-func BadState(msg string) *Error { return newErr(http.StatusBadRequest, "M_BAD_STATE", msg) }
 func UserDeactivated() *Error {
 	return newErr(http.StatusForbidden, "M_USER_DEACTIVATED", "This account has been deactivated")
 }
@@ -100,10 +99,6 @@ func LimitExceeded(retryAfterMS int64) *Error {
 	e.Extra = map[string]any{"retry_after_ms": retryAfterMS}
 	return e
 }
-func Exclusive(msg string) *Error { return newErr(http.StatusBadRequest, "M_EXCLUSIVE", msg) }
 func Internal(err error) *Error {
 	return &Error{Status: http.StatusInternalServerError, Code: "M_UNKNOWN", Message: "Internal server error", Err: err}
-}
-func Unavailable(msg string) *Error {
-	return newErr(http.StatusServiceUnavailable, "M_UNKNOWN", msg)
 }

@@ -8,7 +8,6 @@ package rooms
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json/jsontext"
 	"encoding/json/v2"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/crypto/canonicaljson"
+	"maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/federation/eventauth"
 	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
@@ -35,17 +35,11 @@ import (
 // MaxPDUSize is the spec's limit on an event's canonical JSON size.
 const MaxPDUSize = 65536
 
-// SigningKey is the server's event signing key.
-type SigningKey struct {
-	ID   id.KeyID
-	Priv ed25519.PrivateKey
-}
-
 // Config configures the rooms service.
 type Config struct {
 	ServerName     string
 	DefaultVersion string
-	Key            SigningKey
+	Key            *federation.SigningKey
 }
 
 // Service writes room events.
@@ -410,7 +404,7 @@ func (s *Service) signAndAuthorize(version id.RoomVersion, ev *pdu.PDU, authPDUs
 	}
 	getKey := func(serverName string, keyID id.KeyID, _ time.Time) (id.SigningKey, time.Time, error) {
 		if serverName == s.cfg.ServerName && keyID == s.cfg.Key.ID {
-			return id.SigningKey(encodeKey(s.cfg.Key.Priv.Public().(ed25519.PublicKey))), time.Now().Add(24 * time.Hour), nil
+			return s.cfg.Key.Pub, time.Now().Add(24 * time.Hour), nil
 		}
 		return "", time.Time{}, nil
 	}

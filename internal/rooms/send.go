@@ -137,10 +137,6 @@ func (s *Service) validateState(ctx context.Context, roomID, evType string, cont
 }
 
 // powerLevels reads the room's power levels, aware of room v12's privileged creators.
-func (pc *persistContext) powerLevels() (*event.PowerLevelsEventContent, error) {
-	return powerLevels(pc.ctx, pc.tx, pc.room)
-}
-
 func powerLevels(ctx context.Context, r storage.Reader, room storage.Room) (*event.PowerLevelsEventContent, error) {
 	evs, err := r.CurrentState(ctx, room.ID, storage.StateKeyOf{Type: "m.room.power_levels"}, storage.StateKeyOf{Type: "m.room.create"})
 	if err != nil {

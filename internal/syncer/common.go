@@ -250,15 +250,6 @@ func (sy *Syncer) access(ctx context.Context, sess *auth.Session, roomID string)
 	return nil, errNoAccess(roomID)
 }
 
-// encodeAll encodes stored events.
-func encodeAll(evs []storage.Event) []*clientevent.Encoded {
-	out := make([]*clientevent.Encoded, len(evs))
-	for i := range evs {
-		out[i] = clientevent.Encode(&evs[i])
-	}
-	return out
-}
-
 // appendJSONList writes a JSON array of already-encoded objects.
 func appendJSONList(b []byte, items [][]byte) []byte {
 	b = append(b, '[')
