@@ -170,4 +170,3 @@ func (ns *nullServer) poll(w http.ResponseWriter, r *http.Request, tokenParam st
 	}
 	writeRaw(w, b.String())
 }
-

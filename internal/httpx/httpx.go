@@ -49,7 +49,6 @@ func WriteBytes(w http.ResponseWriter, status int, body []byte) {
 	w.Write(body)
 }
 
-
 // WriteError writes err as a Matrix error and returns the status written. Errors that
 // are not *mxerr.Error become 500 M_UNKNOWN without their internal text.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) int {

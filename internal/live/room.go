@@ -130,6 +130,12 @@ func (r *Room) Items(from, to stream.Pos) ([]Item, bool) {
 	return slices.Clone(r.items[i:j]), true
 }
 
+// HasItemsAfter reports whether anything of the room happened in (from, to].
+func (r *Room) HasItemsAfter(from, to stream.Pos) bool {
+	items, ok := r.Items(from, to)
+	return !ok || len(items) > 0
+}
+
 // apply adds a published item and updates the in-memory state it changes.
 func (r *Room) apply(p *Published) {
 	r.mu.Lock()
