@@ -676,6 +676,29 @@ func subset(need, have []string) bool {
 	return true
 }
 
+// Device is one login of a user, as stored.
+type Device = storage.Device
+
+// Devices lists the user's devices.
+func (a *Service) Devices(ctx context.Context, userID string) ([]Device, error) {
+	ds, err := a.store.Devices(ctx, userID)
+	if err != nil {
+		return nil, mxerr.Internal(err)
+	}
+	return ds, nil
+}
+
+// Device returns one of the user's devices (404 M_NOT_FOUND if it has no such device).
+func (a *Service) Device(ctx context.Context, userID, deviceID string) (Device, error) {
+	d, err := a.store.Device(ctx, userID, deviceID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return d, mxerr.NotFound("Unknown device")
+	} else if err != nil {
+		return d, mxerr.Internal(err)
+	}
+	return d, nil
+}
+
 // UpdateDevice renames a device.
 func (a *Service) UpdateDevice(ctx context.Context, userID, deviceID string, displayName *string) error {
 	err := a.deviceWrite(ctx, func(tx storage.Tx) (DeviceChange, error) {

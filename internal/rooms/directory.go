@@ -137,6 +137,17 @@ func (s *Service) canSendState(ctx context.Context, roomID, userID, evType strin
 	return pl.GetUserLevel(id.UserID(userID)) >= pl.GetEventLevel(stateType(evType)), nil
 }
 
+// Published reports whether a room is listed in the directory (404 for unknown rooms).
+func (s *Service) Published(ctx context.Context, roomID string) (bool, error) {
+	room, err := s.store.Room(ctx, roomID)
+	if errors.Is(err, storage.ErrNotFound) {
+		return false, mxerr.NotFound("Unknown room")
+	} else if err != nil {
+		return false, mxerr.Internal(err)
+	}
+	return room.Published, nil
+}
+
 // SetPublished lists or unlists a room in the directory; it takes the power to send
 // m.room.canonical_alias.
 func (s *Service) SetPublished(ctx context.Context, sess *auth.Session, roomID string, published bool) error {

@@ -94,7 +94,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			Polls:    client.NewPollLimiter(cfg.MaxPollsPerUser, cfg.MaxPollsPerIP),
 		}
 	}
-	api := client.New(accounts, roomSvc, eph, sy, keys, store, client.Config{
+	api := client.New(accounts, roomSvc, eph, sy, keys, client.Config{
 		ServerName: cfg.ServerName, BaseURL: cfg.BaseURL(), MaxBody: cfg.MaxRequestBody, DefaultTimeout: cfg.LongPollDefault,
 		Limits: limits, Proxies: client.ParseProxies(cfg.TrustedProxies),
 	}, log)

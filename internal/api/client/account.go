@@ -10,7 +10,6 @@ import (
 	"porthole/internal/httpx"
 	"porthole/internal/mxerr"
 	"porthole/internal/rooms"
-	"porthole/internal/storage"
 )
 
 // specVersions are the Client-Server API versions Porthole implements.
@@ -166,7 +165,7 @@ type deviceJSON struct {
 	LastSeenTS  *int64  `json:"last_seen_ts"`
 }
 
-func deviceJSONOf(d storage.Device) deviceJSON {
+func deviceJSONOf(d auth.Device) deviceJSON {
 	dj := deviceJSON{DeviceID: d.ID, DisplayName: d.DisplayName}
 	if d.LastSeenTS > 0 {
 		dj.LastSeenTS = &d.LastSeenTS
@@ -178,9 +177,9 @@ func deviceJSONOf(d storage.Device) deviceJSON {
 }
 
 func (a *API) devices(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
-	ds, err := a.store.Devices(r.Context(), s.UserID)
+	ds, err := a.auth.Devices(r.Context(), s.UserID)
 	if err != nil {
-		return mxerr.Internal(err)
+		return err
 	}
 	out := make([]deviceJSON, 0, len(ds))
 	for _, d := range ds {
@@ -190,9 +189,9 @@ func (a *API) devices(w http.ResponseWriter, r *http.Request, s *auth.Session) e
 }
 
 func (a *API) device(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
-	d, err := a.store.Device(r.Context(), s.UserID, r.PathValue("deviceId"))
+	d, err := a.auth.Device(r.Context(), s.UserID, r.PathValue("deviceId"))
 	if err != nil {
-		return notFoundOr(err, "Unknown device")
+		return err
 	}
 	return httpx.WriteJSON(w, 200, deviceJSONOf(d))
 }
@@ -224,8 +223,8 @@ func (a *API) deleteDevice(w http.ResponseWriter, r *http.Request, s *auth.Sessi
 			return err
 		}
 	}
-	if _, err := a.store.Device(r.Context(), s.UserID, r.PathValue("deviceId")); err != nil {
-		return notFoundOr(err, "Unknown device")
+	if _, err := a.auth.Device(r.Context(), s.UserID, r.PathValue("deviceId")); err != nil {
+		return err
 	}
 	if err := a.auth.RequirePassword(r.Context(), s, req.Auth, "delete device "+r.PathValue("deviceId")); err != nil {
 		return err

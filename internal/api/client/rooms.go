@@ -12,18 +12,8 @@ import (
 	"porthole/internal/httpx"
 	"porthole/internal/mxerr"
 	"porthole/internal/rooms"
-	"porthole/internal/storage"
 	"porthole/internal/syncer"
-	"porthole/internal/visibility"
 )
-
-// notFoundOr maps storage.ErrNotFound to 404 with msg and other errors to 500.
-func notFoundOr(err error, msg string) error {
-	if errors.Is(err, storage.ErrNotFound) {
-		return mxerr.NotFound(msg)
-	}
-	return mxerr.Internal(err)
-}
 
 func (a *API) createRoom(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
 	var req rooms.CreateRoomRequest
@@ -114,15 +104,9 @@ func (a *API) forget(w http.ResponseWriter, r *http.Request, s *auth.Session) er
 }
 
 func (a *API) joinedRooms(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
-	ms, err := a.store.MembershipsOf(r.Context(), s.UserID)
+	ids, err := a.sync.JoinedRooms(r.Context(), s)
 	if err != nil {
-		return mxerr.Internal(err)
-	}
-	ids := []string{}
-	for _, m := range ms {
-		if m.Membership == visibility.Join {
-			ids = append(ids, m.RoomID)
-		}
+		return err
 	}
 	return httpx.WriteJSON(w, 200, map[string]any{"joined_rooms": ids})
 }
@@ -315,11 +299,11 @@ func (a *API) getAlias(w http.ResponseWriter, r *http.Request, _ *auth.Session) 
 	if !rooms.ValidAlias(alias) {
 		return mxerr.InvalidParam("Invalid room alias")
 	}
-	row, err := a.store.AliasRoom(r.Context(), alias)
+	roomID, err := a.rooms.ResolveRoom(r.Context(), alias)
 	if err != nil {
-		return notFoundOr(err, "Room alias "+alias+" not found")
+		return err
 	}
-	return httpx.WriteJSON(w, 200, map[string]any{"room_id": row.RoomID, "servers": []string{a.cfg.ServerName}})
+	return httpx.WriteJSON(w, 200, map[string]any{"room_id": roomID, "servers": []string{a.cfg.ServerName}})
 }
 
 func (a *API) deleteAlias(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
@@ -330,28 +314,20 @@ func (a *API) deleteAlias(w http.ResponseWriter, r *http.Request, s *auth.Sessio
 }
 
 func (a *API) roomAliases(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
-	roomID := r.PathValue("roomId")
-	// Only those who may read the room see its aliases.
-	if _, err := a.sync.State(r.Context(), s, roomID); err != nil {
-		return err
-	}
-	aliases, err := a.store.RoomAliases(r.Context(), roomID)
+	aliases, err := a.sync.RoomAliases(r.Context(), s, r.PathValue("roomId"))
 	if err != nil {
-		return mxerr.Internal(err)
-	}
-	if aliases == nil {
-		aliases = []string{}
+		return err
 	}
 	return httpx.WriteJSON(w, 200, map[string]any{"aliases": aliases})
 }
 
 func (a *API) getDirectoryVisibility(w http.ResponseWriter, r *http.Request, _ *auth.Session) error {
-	room, err := a.store.Room(r.Context(), r.PathValue("roomId"))
+	published, err := a.rooms.Published(r.Context(), r.PathValue("roomId"))
 	if err != nil {
-		return notFoundOr(err, "Unknown room")
+		return err
 	}
 	v := "private"
-	if room.Published {
+	if published {
 		v = "public"
 	}
 	return httpx.WriteJSON(w, 200, map[string]string{"visibility": v})

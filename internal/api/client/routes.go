@@ -17,7 +17,6 @@ import (
 	"porthole/internal/mxerr"
 	"porthole/internal/ratelimit"
 	"porthole/internal/rooms"
-	"porthole/internal/storage"
 	"porthole/internal/syncer"
 )
 
@@ -46,15 +45,14 @@ type API struct {
 	eph     *ephemeral.Service
 	sync    *syncer.Syncer
 	e2ee    *e2ee.Service
-	store   storage.Store
 	cfg     Config
 	log     *slog.Logger
 	filters filterCache
 }
 
 // New returns the client API.
-func New(a *auth.Service, r *rooms.Service, e *ephemeral.Service, s *syncer.Syncer, keys *e2ee.Service, st storage.Store, cfg Config, log *slog.Logger) *API {
-	return &API{auth: a, rooms: r, eph: e, sync: s, e2ee: keys, store: st, cfg: cfg, log: log}
+func New(a *auth.Service, r *rooms.Service, e *ephemeral.Service, s *syncer.Syncer, keys *e2ee.Service, cfg Config, log *slog.Logger) *API {
+	return &API{auth: a, rooms: r, eph: e, sync: s, e2ee: keys, cfg: cfg, log: log}
 }
 
 // access says who may call a route.

@@ -1,7 +1,6 @@
 package client
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -11,7 +10,6 @@ import (
 	"porthole/internal/httpx"
 	"porthole/internal/mxerr"
 	"porthole/internal/rooms"
-	"porthole/internal/storage"
 	"porthole/internal/syncer"
 )
 
@@ -180,11 +178,11 @@ func (a *API) syncFilter(r *http.Request, s *auth.Session) (*filter.Filter, erro
 	if f := a.filters.get(key); f != nil {
 		return f, nil
 	}
-	stored, err := a.store.Filter(r.Context(), s.UserID, id)
-	if errors.Is(err, storage.ErrNotFound) {
+	stored, err := a.sync.StoredFilter(r.Context(), s.UserID, id)
+	if e, ok := mxerr.As(err); ok && e.Status == 404 {
 		return nil, mxerr.InvalidParam("Unknown filter ID")
 	} else if err != nil {
-		return nil, mxerr.Internal(err)
+		return nil, err
 	}
 	f, err := filter.Parse(stored)
 	if err != nil {
@@ -206,14 +204,9 @@ func (a *API) postFilter(w http.ResponseWriter, r *http.Request, s *auth.Session
 	if err != nil {
 		return filterError(err)
 	}
-	var id int64
-	err = a.store.Write(r.Context(), func(tx storage.Tx) error {
-		var err error
-		id, err = tx.PutFilter(r.Context(), s.UserID, f.JSON())
-		return err
-	})
+	id, err := a.sync.SaveFilter(r.Context(), s.UserID, f.JSON())
 	if err != nil {
-		return mxerr.Internal(err)
+		return err
 	}
 	return httpx.WriteJSON(w, 200, map[string]string{"filter_id": strconv.FormatInt(id, 10)})
 }
@@ -226,9 +219,9 @@ func (a *API) getFilter(w http.ResponseWriter, r *http.Request, s *auth.Session)
 	if err != nil {
 		return mxerr.NotFound("No such filter")
 	}
-	stored, err := a.store.Filter(r.Context(), s.UserID, id)
+	stored, err := a.sync.StoredFilter(r.Context(), s.UserID, id)
 	if err != nil {
-		return notFoundOr(err, "No such filter")
+		return err
 	}
 	httpx.WriteBytes(w, 200, stored)
 	return nil
