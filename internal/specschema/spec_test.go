@@ -91,6 +91,9 @@ func TestCheckResponse(t *testing.T) {
 		{"UIA 401 ok", "POST", "/_matrix/client/v3/register", 401, `{"flows":[{"stages":["m.login.dummy"]}],"params":{},"session":"s"}`, ""},
 		{"unlisted success status", "GET", "/_matrix/client/v3/account/whoami", 202, `{}`, "not a response"},
 		{"outside the client API", "GET", "/metrics", 200, `not json`, ""},
+		{"a media download is not JSON", "GET", "/_matrix/client/v1/media/download/localhost/abc", 200, "\x89PNG", ""},
+		{"a media upload answer is", "POST", "/_matrix/media/v3/upload", 200, `{"content_uri":7}`, "at /content_uri"},
+		{"a media error is JSON", "GET", "/_matrix/client/v1/media/download/localhost/abc", 404, `not found`, "not JSON"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := s.CheckResponse(tc.method, tc.path, tc.status, []byte(tc.body))
