@@ -1,6 +1,9 @@
 // Package hstest runs a real Porthole server in-process over real HTTP on a fresh
 // database (a temporary SQLite file, or a fresh PostgreSQL schema when
-// PORTHOLE_TEST_POSTGRES is set) and gives tests a small Matrix client.
+// PORTHOLE_TEST_POSTGRES is set) and gives tests a small Matrix client. Every answer the
+// client receives is checked against the spec's schemas (CheckSpec), so tests send
+// spec-valid event content (an m.room.message has msgtype and body); a test of arbitrary
+// content uses an event type of its own.
 package hstest
 
 import (
