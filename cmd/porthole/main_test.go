@@ -248,16 +248,20 @@ func TestGracefulShutdown(t *testing.T) {
 		done <- result{status, out, err, time.Since(t0)}
 	}()
 	// Wait until the poll is parked (the metric), then stop the server.
-	for i := 0; i < 200; i++ {
+	parked := false
+	for i := 0; i < 500 && !parked; i++ {
 		resp, err := http.Get(p.url + "/metrics")
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if bytes.Contains(b, []byte("\nporthole_longpoll_waiting 1\n")) {
-				break
-			}
+			parked = bytes.Contains(b, []byte("\nporthole_longpoll_waiting 1\n"))
 		}
-		time.Sleep(20 * time.Millisecond)
+		if !parked {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if !parked {
+		t.Fatal("the long-poll never parked: shutdown would not be tested")
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	r := <-done

@@ -44,6 +44,20 @@ type Server struct {
 // PostgresDSN is the PostgreSQL server tests use when PORTHOLE_TEST_POSTGRES is set.
 func PostgresDSN() string { return os.Getenv("PORTHOLE_TEST_POSTGRES") }
 
+// RequirePostgres skips a test that needs PostgreSQL when none is configured, except in CI
+// (CI=true), where a missing PostgreSQL is a failure, not a silent skip. The suite's SQLite
+// pass sets PORTHOLE_TEST_POSTGRES_LATER=1 when a PostgreSQL pass follows it.
+func RequirePostgres(t testing.TB) {
+	t.Helper()
+	if PostgresDSN() != "" {
+		return
+	}
+	if os.Getenv("CI") == "true" && os.Getenv("PORTHOLE_TEST_POSTGRES_LATER") == "" {
+		t.Fatal("this test needs PostgreSQL, and CI must run it: set PORTHOLE_TEST_POSTGRES")
+	}
+	t.Skip("needs PostgreSQL: set PORTHOLE_TEST_POSTGRES")
+}
+
 // FreshDatabase returns a database URL for one test: a SQLite file in dir, or a new
 // PostgreSQL schema (dropped when the test ends).
 func FreshDatabase(t testing.TB, dir string) string {
@@ -91,9 +105,7 @@ func New(t testing.TB, mods ...func(*config.Config)) *Server {
 // test when PORTHOLE_TEST_POSTGRES is not set.
 func NewCluster(t testing.TB, n int, mods ...func(*config.Config)) []*Server {
 	t.Helper()
-	if PostgresDSN() == "" {
-		t.Skip("several nodes need PostgreSQL: set PORTHOLE_TEST_POSTGRES")
-	}
+	RequirePostgres(t)
 	dsn := FreshDatabase(t, "")
 	first := t.TempDir()
 	nodes := []*Server{start(t, first, dsn, mods...)}

@@ -2,33 +2,41 @@ package visibility
 
 import "testing"
 
+// TestCanSeeTable lists the answer for every history visibility × membership at the event
+// × peeking or not (shared/PEEK-SEMANTICS.md §3.4; Synapse's filter_events_for_client).
+// Being a guest is not a dimension of this rule: a guest differs from a user only in which
+// rooms it may open at all (decided before events are judged); the HTTP peek tests run
+// every case for both (peekers() in internal/api/client).
 func TestCanSeeTable(t *testing.T) {
-	// Every history visibility × membership at the event × peeking or not.
-	memberships := []string{"", Leave, Invite, Join, Ban, Knock}
-	for _, vis := range []string{WorldReadable, Shared, Invited, Joined, "", "bogus"} {
-		for _, m := range memberships {
-			for _, peeking := range []bool{false, true} {
-				got := CanSee(vis, m, peeking)
-				want := expected(vis, m, peeking)
-				if got != want {
-					t.Errorf("CanSee(%q, %q, peeking=%v) = %v, want %v", vis, m, peeking, got, want)
-				}
-			}
+	type row struct {
+		vis, membership string
+		peeking, want   bool
+	}
+	rows := []row{}
+	add := func(vis string, peek bool, want map[string]bool) {
+		for _, m := range []string{"", Leave, Invite, Join, Ban, Knock} {
+			rows = append(rows, row{vis, m, peek, want[m]})
 		}
 	}
-}
-
-// expected restates the rules of shared/PEEK-SEMANTICS.md §3.4 independently.
-func expected(vis, m string, peeking bool) bool {
-	switch vis {
-	case "world_readable":
-		return true
-	case "joined":
-		return m == "join"
-	case "invited":
-		return m == "join" || m == "invite"
-	default: // shared, missing and unknown
-		return m == "join" || !peeking
+	all := map[string]bool{"": true, Leave: true, Invite: true, Join: true, Ban: true, Knock: true}
+	add(WorldReadable, false, all)
+	add(WorldReadable, true, all)
+	// shared (and missing or unknown values, which count as shared): anyone not peeking.
+	for _, vis := range []string{Shared, "", "bogus"} {
+		add(vis, false, all)
+		add(vis, true, map[string]bool{Join: true})
+	}
+	add(Invited, false, map[string]bool{Join: true, Invite: true})
+	add(Invited, true, map[string]bool{Join: true, Invite: true})
+	add(Joined, false, map[string]bool{Join: true})
+	add(Joined, true, map[string]bool{Join: true})
+	if len(rows) != 6*2*6 {
+		t.Fatalf("table has %d rows", len(rows))
+	}
+	for _, r := range rows {
+		if got := CanSee(r.vis, r.membership, r.peeking); got != r.want {
+			t.Errorf("CanSee(%q, %q, peeking=%v) = %v, want %v", r.vis, r.membership, r.peeking, got, r.want)
+		}
 	}
 }
 

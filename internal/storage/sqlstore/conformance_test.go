@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -32,6 +33,8 @@ func engines(t *testing.T) map[string]storage.Store {
 	open("sqlite", "sqlite://"+dir+"/c.db")
 	if hstest.PostgresDSN() != "" {
 		open("postgres", hstest.FreshDatabase(t, ""))
+	} else if os.Getenv("CI") == "true" && os.Getenv("PORTHOLE_TEST_POSTGRES_LATER") == "" {
+		t.Fatal("CI must run the conformance suite on PostgreSQL too: set PORTHOLE_TEST_POSTGRES")
 	}
 	return out
 }
