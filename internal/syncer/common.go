@@ -250,6 +250,38 @@ func (sy *Syncer) access(ctx context.Context, sess *auth.Session, roomID string)
 	return nil, errNoAccess(roomID)
 }
 
+// scanStored reads a room's stored events one batch at a time, from cursor towards bound
+// (forward: cursor < pos <= bound; backward: bound < pos <= cursor), handing each to visit
+// until visit returns false, the range ends or max events were read. It returns the token
+// after the last event read (its position going forward, one before it going back) and
+// whether the range is exhausted after it. Every read of history that skips events a
+// reader may not see goes through here, so none of them can scan without bound.
+func (sy *Syncer) scanStored(ctx context.Context, roomID string, cursor, bound stream.Pos, forward bool, batch, max int,
+	visit func(*storage.Event) bool) (stream.Pos, bool, error) {
+	for scanned := 0; scanned < max; {
+		n := min(batch, max-scanned)
+		evs, err := sy.store.RoomEvents(ctx, roomID, cursor, bound, forward, n)
+		if err != nil {
+			return cursor, false, mxerr.Internal(err)
+		}
+		scanned += len(evs)
+		for i := range evs {
+			if forward {
+				cursor = evs[i].Pos
+			} else {
+				cursor = evs[i].Pos - 1
+			}
+			if !visit(&evs[i]) {
+				return cursor, len(evs) < n && i == len(evs)-1, nil
+			}
+		}
+		if len(evs) < n {
+			return cursor, true, nil
+		}
+	}
+	return cursor, false, nil
+}
+
 // appendJSONList writes a JSON array of already-encoded objects.
 func appendJSONList(b []byte, items [][]byte) []byte {
 	b = append(b, '[')

@@ -64,45 +64,25 @@ func (sy *Syncer) Messages(ctx context.Context, sess *auth.Session, req Messages
 
 	var chunk [][]byte
 	var senders []string
-	cursor := from
-	exhausted := false
-	scanned := 0
-	for len(chunk) < req.Limit && !exhausted && scanned < scanCap {
-		batch := min(max(req.Limit*2, 20), scanCap-scanned)
-		var evs []storage.Event
-		if req.Backward {
-			evs, err = sy.store.RoomEvents(ctx, req.RoomID, cursor, bound, false, batch)
-		} else {
-			evs, err = sy.store.RoomEvents(ctx, req.RoomID, cursor, bound, true, batch)
-		}
-		if err != nil {
-			return nil, mxerr.Internal(err)
-		}
-		scanned += len(evs)
-		exhausted = len(evs) < batch
-		for i := range evs {
-			e := &evs[i]
-			if req.Backward {
-				cursor = e.Pos - 1
-			} else {
-				cursor = e.Pos
-			}
+	cursor, exhausted := from, false
+	if req.Limit > 0 {
+		cursor, exhausted, err = sy.scanStored(ctx, req.RoomID, from, bound, !req.Backward, max(req.Limit*2, 20), scanCap, func(e *storage.Event) bool {
 			if !allowed(req.Filter, e) {
-				continue
+				return true
 			}
 			enc := clientevent.Encode(e)
 			ok, m := v.sees(enc)
 			if !ok {
-				continue
+				return true
 			}
 			chunk = append(chunk, v.appendEvent(nil, enc, m))
 			if !slices.Contains(senders, e.Sender) {
 				senders = append(senders, e.Sender)
 			}
-			if len(chunk) == req.Limit {
-				exhausted = exhausted && i == len(evs)-1
-				break
-			}
+			return len(chunk) < req.Limit
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	b := []byte(`{"chunk":`)
@@ -206,47 +186,25 @@ func (sy *Syncer) Context(ctx context.Context, sess *auth.Session, req ContextRe
 	senders := map[string]bool{e.Sender: true}
 	collect := func(forward bool, want int) ([][]byte, stream.Pos, error) {
 		var out [][]byte
-		cursor := e.Pos
-		if !forward {
-			cursor = e.Pos - 1
+		cursor, bound := e.Pos-1, stream.Pos(0)
+		if forward {
+			cursor, bound = e.Pos, a.upTo
 		}
-		scanned := 0
-		for len(out) < want && scanned < scanCap {
-			var evs []storage.Event
-			var err error
-			if forward {
-				evs, err = sy.store.RoomEvents(ctx, req.RoomID, cursor, a.upTo, true, 50)
-			} else {
-				evs, err = sy.store.RoomEvents(ctx, req.RoomID, cursor, 0, false, 50)
-			}
-			if err != nil {
-				return nil, 0, err
-			}
-			scanned += len(evs)
-			for i := range evs {
-				x := &evs[i]
-				if forward {
-					cursor = x.Pos
-				} else {
-					cursor = x.Pos - 1
-				}
-				if !allowed(req.Filter, x) {
-					continue
-				}
-				xe := clientevent.Encode(x)
-				if ok, m := v.sees(xe); ok {
-					senders[x.Sender] = true
-					out = append(out, v.appendEvent(nil, xe, m))
-					if len(out) == want {
-						break
-					}
-				}
-			}
-			if len(evs) < 50 {
-				break
-			}
+		if want == 0 {
+			return nil, cursor, nil
 		}
-		return out, cursor, nil
+		cursor, _, err := sy.scanStored(ctx, req.RoomID, cursor, bound, forward, 50, scanCap, func(x *storage.Event) bool {
+			if !allowed(req.Filter, x) {
+				return true
+			}
+			xe := clientevent.Encode(x)
+			if ok, m := v.sees(xe); ok {
+				senders[x.Sender] = true
+				out = append(out, v.appendEvent(nil, xe, m))
+			}
+			return len(out) < want
+		})
+		return out, cursor, err
 	}
 	evBefore, start, err := collect(false, before)
 	if err != nil {

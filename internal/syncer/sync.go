@@ -430,23 +430,17 @@ func (sy *Syncer) timelineOf(ctx context.Context, v *viewer, room *live.Room, si
 			}
 		}
 	} else {
-		cursor := upTo
-		for !truncated && err == nil {
-			evs, qerr := sy.store.RoomEvents(ctx, room.ID, cursor, since, false, 100)
-			if qerr != nil {
-				return nil, nil, false, mxerr.Internal(qerr)
-			}
-			for i := range evs {
-				cursor = evs[i].Pos - 1
-				if !consider(clientevent.Encode(&evs[i])) {
-					truncated = err == nil
-					break
-				}
-			}
-			if len(evs) < 100 {
-				break
-			}
+		// A timeline older than the window is read from storage, at most scanCap events:
+		// past that it is limited, and the client pages back with prev_batch.
+		stopped := false
+		_, exhausted, qerr := sy.scanStored(ctx, room.ID, upTo, since, false, 100, scanCap, func(e *storage.Event) bool {
+			stopped = !consider(clientevent.Encode(e))
+			return !stopped
+		})
+		if qerr != nil {
+			return nil, nil, false, qerr
 		}
+		truncated = err == nil && (stopped || !exhausted)
 	}
 	if err != nil {
 		return nil, nil, false, mxerr.Internal(err)
