@@ -49,100 +49,161 @@ func mustJSON(v any) jsontext.Value {
 // CreateRoom creates a room in one transaction: either every event of the room's
 // creation is stored, or (on any refusal) nothing is.
 func (s *Service) CreateRoom(ctx context.Context, sess *auth.Session, req CreateRoomRequest) (string, error) {
-	version := req.RoomVersion
-	if version == "" {
-		version = s.cfg.DefaultVersion
+	plan, err := s.planRoom(ctx, sess, req)
+	if err != nil {
+		return "", err
 	}
-	if !IsSupportedVersion(version) {
-		return "", mxerr.UnsupportedRoomVersion("This server does not support room version " + version)
+	var roomID string
+	_, err = s.write(ctx, "", func(pc *persistContext) error {
+		pc.room = storage.Room{Version: plan.version, Published: req.Visibility == "public"}
+		if !id.RoomVersion(plan.version).RoomIDIsCreateEventID() {
+			pc.room.ID = "!" + auth.RandomID(18) + ":" + s.cfg.ServerName
+		}
+		for _, p := range plan.protos {
+			p.Sender = sess.UserID
+			if _, err := pc.persist(p); err != nil {
+				if e, ok := mxerr.As(err); ok && e.Code == "M_FORBIDDEN" && p.Type != "m.room.create" {
+					return mxerr.InvalidRoomState("Initial state is not allowed: " + e.Message).With(err)
+				}
+				return err
+			}
+		}
+		for _, u := range req.Invite {
+			if _, err := pc.persist(Proto{Type: "m.room.member", StateKey: strPtr(u), Sender: sess.UserID,
+				Content: s.inviteContent(ctx, u, req.IsDirect, "")}); err != nil {
+				return err
+			}
+		}
+		if plan.alias != "" {
+			if err := pc.tx.PutAlias(ctx, storage.Alias{Alias: plan.alias, RoomID: pc.room.ID, Creator: sess.UserID}); err != nil {
+				if errors.Is(err, storage.ErrConflict) {
+					return mxerr.RoomInUse("Room alias already taken")
+				}
+				return err
+			}
+		}
+		roomID = pc.room.ID
+		return nil
+	})
+	if err != nil {
+		return "", asMatrixError(err)
 	}
-	rv := id.RoomVersion(version)
+	s.log.Info("room created", "room", roomID, "version", plan.version, "preset", plan.preset, "creator", sess.UserID)
+	return roomID, nil
+}
+
+// roomPlan is a validated room creation: the room version and the events to send, in
+// order (invites excepted).
+type roomPlan struct {
+	version, preset, alias string
+	protos                 []Proto
+}
+
+// planRoom checks a createRoom request and turns it into the events that make the room.
+func (s *Service) planRoom(ctx context.Context, sess *auth.Session, req CreateRoomRequest) (*roomPlan, error) {
+	plan := &roomPlan{version: req.RoomVersion, preset: req.Preset}
+	if plan.version == "" {
+		plan.version = s.cfg.DefaultVersion
+	}
+	if !IsSupportedVersion(plan.version) {
+		return nil, mxerr.UnsupportedRoomVersion("This server does not support room version " + plan.version)
+	}
 	switch req.Visibility {
 	case "", "private", "public":
 	default:
-		return "", mxerr.BadJSON("visibility must be public or private")
+		return nil, mxerr.BadJSON("visibility must be public or private")
 	}
-	preset := req.Preset
-	switch preset {
+	switch plan.preset {
 	case "":
-		preset = "private_chat"
+		plan.preset = "private_chat"
 		if req.Visibility == "public" {
-			preset = "public_chat"
+			plan.preset = "public_chat"
 		}
 	case "private_chat", "public_chat", "trusted_private_chat":
 	default:
-		return "", mxerr.BadJSON("Unknown preset " + preset)
+		return nil, mxerr.BadJSON("Unknown preset " + plan.preset)
 	}
 	if len(req.Invite) > maxInvites {
-		return "", mxerr.InvalidParam("Too many invites")
+		return nil, mxerr.InvalidParam("Too many invites")
 	}
 	for _, u := range req.Invite {
 		if err := s.checkLocalUser(ctx, u); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
-	for i, st := range req.InitialState {
+	for _, st := range req.InitialState {
 		if st.Type == "" {
-			return "", mxerr.BadJSON("initial_state entries need a type")
+			return nil, mxerr.BadJSON("initial_state entries need a type")
 		}
 		if len(st.Content) == 0 || st.Content.Kind() != '{' {
-			return "", mxerr.BadJSON("initial_state entries need a content object")
+			return nil, mxerr.BadJSON("initial_state entries need a content object")
 		}
-		if st.Type == "m.room.create" || (st.Type == "m.room.member") {
-			return "", mxerr.BadJSON("initial_state may not contain " + st.Type)
+		if st.Type == "m.room.create" || st.Type == "m.room.member" {
+			return nil, mxerr.BadJSON("initial_state may not contain " + st.Type)
 		}
-		req.InitialState[i] = st
 	}
-	var alias string
 	if req.RoomAliasName != nil {
 		name := *req.RoomAliasName
 		if name == "" || strings.ContainsAny(name, ":# \t\n") || len(name) > 200 {
-			return "", mxerr.InvalidParam("Invalid room_alias_name")
+			return nil, mxerr.InvalidParam("Invalid room_alias_name")
 		}
-		alias = "#" + name + ":" + s.cfg.ServerName
-		if _, err := s.store.AliasRoom(ctx, alias); err == nil {
-			return "", mxerr.RoomInUse("Room alias already taken")
+		plan.alias = "#" + name + ":" + s.cfg.ServerName
+		if _, err := s.store.AliasRoom(ctx, plan.alias); err == nil {
+			return nil, mxerr.RoomInUse("Room alias already taken")
 		} else if !errors.Is(err, storage.ErrNotFound) {
-			return "", mxerr.Internal(err)
+			return nil, mxerr.Internal(err)
 		}
 	}
 	me, err := s.store.User(ctx, sess.UserID)
 	if err != nil {
-		return "", mxerr.Internal(err)
+		return nil, mxerr.Internal(err)
 	}
+	createContent, err := createEventContent(req, plan, sess.UserID)
+	if err != nil {
+		return nil, err
+	}
+	plan.protos = creationEvents(req, plan, sess, me, createContent)
+	return plan, nil
+}
 
-	// The m.room.create content: creation_content, with the server's own keys on top.
-	createContent := map[string]jsontext.Value{}
+// createEventContent is the m.room.create content: creation_content with the server's own
+// keys on top.
+func createEventContent(req CreateRoomRequest, plan *roomPlan, creator string) (map[string]jsontext.Value, error) {
+	rv := id.RoomVersion(plan.version)
+	c := map[string]jsontext.Value{}
 	for k, v := range req.CreationContent {
-		createContent[k] = v
+		c[k] = v
 	}
-	delete(createContent, "creator")
-	createContent["room_version"] = mustJSON(version)
-	if !rv.CreatorInContent() {
-		// Room v11+: the sender is the creator.
-	} else {
-		createContent["creator"] = mustJSON(sess.UserID)
+	delete(c, "creator")
+	c["room_version"] = mustJSON(plan.version)
+	if rv.CreatorInContent() { // before room v11; from v11 on the sender is the creator
+		c["creator"] = mustJSON(creator)
 	}
-	if preset == "trusted_private_chat" && rv.PrivilegedRoomCreators() && len(req.Invite) > 0 {
+	if plan.preset == "trusted_private_chat" && rv.PrivilegedRoomCreators() && len(req.Invite) > 0 {
 		var extra []string
-		if raw, ok := createContent["additional_creators"]; ok {
+		if raw, ok := c["additional_creators"]; ok {
 			if json.Unmarshal(raw, &extra) != nil {
-				return "", mxerr.BadJSON("additional_creators must be a list of user IDs")
+				return nil, mxerr.BadJSON("additional_creators must be a list of user IDs")
 			}
 		}
 		for _, u := range req.Invite {
-			if !contains(extra, u) && u != sess.UserID {
+			if !contains(extra, u) && u != creator {
 				extra = append(extra, u)
 			}
 		}
-		createContent["additional_creators"] = mustJSON(extra)
+		c["additional_creators"] = mustJSON(extra)
 	}
+	return c, nil
+}
 
-	// Power levels (room v12: creators have infinite power and are not listed).
+// defaultPowerLevels are Synapse's power levels for a new room (room v12: creators have
+// infinite power and are not listed), with the request's override on top.
+func defaultPowerLevels(req CreateRoomRequest, plan *roomPlan, creator string) map[string]jsontext.Value {
+	rv := id.RoomVersion(plan.version)
 	users := map[string]int{}
 	if !rv.PrivilegedRoomCreators() {
-		users[sess.UserID] = 100
-		if preset == "trusted_private_chat" {
+		users[creator] = 100
+		if plan.preset == "trusted_private_chat" {
 			for _, u := range req.Invite {
 				users[u] = 100
 			}
@@ -153,7 +214,7 @@ func (s *Service) CreateRoom(ctx context.Context, sess *auth.Session, req Create
 		tombstone = 150
 	}
 	invite := 0
-	if preset == "public_chat" {
+	if plan.preset == "public_chat" {
 		invite = 50
 	}
 	pl := map[string]jsontext.Value{
@@ -176,7 +237,12 @@ func (s *Service) CreateRoom(ctx context.Context, sess *auth.Session, req Create
 	for k, v := range req.PowerLevelContentOverride {
 		pl[k] = v
 	}
+	return pl
+}
 
+// creationEvents lists the events of a new room in the order the spec gives: create, the
+// creator's join, power levels, alias, the preset's state, initial_state, name and topic.
+func creationEvents(req CreateRoomRequest, plan *roomPlan, sess *auth.Session, me storage.User, createContent map[string]jsontext.Value) []Proto {
 	inInitial := map[string]bool{}
 	for _, st := range req.InitialState {
 		if st.StateKey == "" {
@@ -184,10 +250,9 @@ func (s *Service) CreateRoom(ctx context.Context, sess *auth.Session, req Create
 		}
 	}
 	joinRule, guestAccess := "invite", "can_join"
-	if preset == "public_chat" {
+	if plan.preset == "public_chat" {
 		joinRule, guestAccess = "public", "forbidden"
 	}
-
 	joinContent := map[string]any{"membership": "join"}
 	if me.DisplayName != nil {
 		joinContent["displayname"] = *me.DisplayName
@@ -198,23 +263,25 @@ func (s *Service) CreateRoom(ctx context.Context, sess *auth.Session, req Create
 	if sess.IsGuest {
 		joinContent["kind"] = "guest"
 	}
-
-	protos := []Proto{
-		{Type: "m.room.create", StateKey: strPtr(""), Content: mustJSON(createContent)},
-		{Type: "m.room.member", StateKey: strPtr(sess.UserID), Content: mustJSON(joinContent)},
-		{Type: "m.room.power_levels", StateKey: strPtr(""), Content: mustJSON(pl)},
+	state := func(t string, content any) Proto {
+		return Proto{Type: t, StateKey: strPtr(""), Content: mustJSON(content)}
 	}
-	if alias != "" {
-		protos = append(protos, Proto{Type: "m.room.canonical_alias", StateKey: strPtr(""), Content: mustJSON(map[string]string{"alias": alias})})
+	protos := []Proto{
+		state("m.room.create", createContent),
+		{Type: "m.room.member", StateKey: strPtr(sess.UserID), Content: mustJSON(joinContent)},
+		state("m.room.power_levels", defaultPowerLevels(req, plan, sess.UserID)),
+	}
+	if plan.alias != "" {
+		protos = append(protos, state("m.room.canonical_alias", map[string]string{"alias": plan.alias}))
 	}
 	if !inInitial["m.room.join_rules"] {
-		protos = append(protos, Proto{Type: "m.room.join_rules", StateKey: strPtr(""), Content: mustJSON(map[string]string{"join_rule": joinRule})})
+		protos = append(protos, state("m.room.join_rules", map[string]string{"join_rule": joinRule}))
 	}
 	if !inInitial["m.room.history_visibility"] {
-		protos = append(protos, Proto{Type: "m.room.history_visibility", StateKey: strPtr(""), Content: mustJSON(map[string]string{"history_visibility": "shared"})})
+		protos = append(protos, state("m.room.history_visibility", map[string]string{"history_visibility": "shared"}))
 	}
 	if guestAccess == "can_join" && !inInitial["m.room.guest_access"] {
-		protos = append(protos, Proto{Type: "m.room.guest_access", StateKey: strPtr(""), Content: mustJSON(map[string]string{"guest_access": guestAccess})})
+		protos = append(protos, state("m.room.guest_access", map[string]string{"guest_access": guestAccess}))
 	}
 	for _, st := range req.InitialState {
 		if (st.Type == "m.room.name" && req.Name != nil) || (st.Type == "m.room.topic" && req.Topic != nil) {
@@ -223,52 +290,15 @@ func (s *Service) CreateRoom(ctx context.Context, sess *auth.Session, req Create
 		protos = append(protos, Proto{Type: st.Type, StateKey: strPtr(st.StateKey), Content: st.Content})
 	}
 	if req.Name != nil {
-		protos = append(protos, Proto{Type: "m.room.name", StateKey: strPtr(""), Content: mustJSON(map[string]string{"name": *req.Name})})
+		protos = append(protos, state("m.room.name", map[string]string{"name": *req.Name}))
 	}
 	if req.Topic != nil {
-		protos = append(protos, Proto{Type: "m.room.topic", StateKey: strPtr(""), Content: mustJSON(map[string]any{
+		protos = append(protos, state("m.room.topic", map[string]any{
 			"topic":   *req.Topic,
 			"m.topic": map[string]any{"m.text": []map[string]string{{"body": *req.Topic, "mimetype": "text/plain"}}},
-		})})
+		}))
 	}
-
-	var roomID string
-	_, err = s.write(ctx, "", func(pc *persistContext) error {
-		pc.room = storage.Room{Version: version, Published: req.Visibility == "public"}
-		if !rv.RoomIDIsCreateEventID() {
-			pc.room.ID = "!" + auth.RandomID(18) + ":" + s.cfg.ServerName
-		}
-		for _, p := range protos {
-			p.Sender = sess.UserID
-			if _, err := pc.persist(p); err != nil {
-				if e, ok := mxerr.As(err); ok && e.Code == "M_FORBIDDEN" && p.Type != "m.room.create" {
-					return mxerr.InvalidRoomState("Initial state is not allowed: " + e.Message).With(err)
-				}
-				return err
-			}
-		}
-		for _, u := range req.Invite {
-			if _, err := pc.persist(Proto{Type: "m.room.member", StateKey: strPtr(u), Sender: sess.UserID,
-				Content: s.inviteContent(ctx, u, req.IsDirect, "")}); err != nil {
-				return err
-			}
-		}
-		if alias != "" {
-			if err := pc.tx.PutAlias(ctx, storage.Alias{Alias: alias, RoomID: pc.room.ID, Creator: sess.UserID}); err != nil {
-				if errors.Is(err, storage.ErrConflict) {
-					return mxerr.RoomInUse("Room alias already taken")
-				}
-				return err
-			}
-		}
-		roomID = pc.room.ID
-		return nil
-	})
-	if err != nil {
-		return "", asMatrixError(err)
-	}
-	s.log.Info("room created", "room", roomID, "version", version, "preset", preset, "creator", sess.UserID)
-	return roomID, nil
+	return protos
 }
 
 // asMatrixError passes Matrix errors through and hides everything else as a 500.
