@@ -198,129 +198,15 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 			return nil, mxerr.Internal(err)
 		}
 	}
-	f := req.Filter
-	var coMembers []string
 	presence := newPresenceSet()
-	// Users whose whole presence is sent: members of rooms the user newly joined, and
-	// users who newly joined the user's rooms.
-	everyPresence := map[string]bool{}
-	for _, m := range ms {
-		if !f.Room.AllowsRoom(m.RoomID) {
-			continue
-		}
-		changed := m.Pos > w.since
-		switch m.Membership {
-		case visibility.Join:
-			room, err := sy.hub.Room(ctx, m.RoomID)
-			if err != nil {
-				return nil, mxerr.Internal(err)
-			}
-			if err := sy.roomPresence(ctx, room, w, presence); err != nil {
-				return nil, err
-			}
-			jr, rv, err := sy.joinedRoom(ctx, sess, room, w, req.FullState, accountData, f)
-			if err != nil {
-				return nil, err
-			}
-			if jr != nil {
-				resp.Rooms.Join[m.RoomID] = jr
-			}
-			if rv.newlyJoined && !w.initial {
-				for _, u := range room.Joined() {
-					everyPresence[u] = true
-				}
-			}
-			for _, e := range rv.events {
-				if e.Type == "m.room.member" && e.Membership == visibility.Join && e.PrevMembership != visibility.Join && !w.initial {
-					everyPresence[*e.StateKey] = true
-				}
-			}
-		case visibility.Invite:
-			if w.initial || changed {
-				ir, err := sy.invitedRoom(ctx, m)
-				if err != nil {
-					return nil, err
-				}
-				resp.Rooms.Invite[m.RoomID] = ir
-			}
-		case visibility.Leave, visibility.Ban:
-			if m.Forgotten || !(changed && !w.initial || w.initial && f.Room.IncludeLeave) {
-				continue
-			}
-			if m.Pos <= w.since && !w.initial {
-				continue
-			}
-			if lr, err := sy.leftRoom(ctx, sess, m, w, f); err != nil {
-				return nil, err
-			} else if lr != nil {
-				resp.Rooms.Leave[m.RoomID] = lr
-			}
-		}
+	if err := sy.syncRoomSections(ctx, sess, req, w, ms, accountData, presence, resp); err != nil {
+		return nil, err
 	}
-	sawPushRules := false
-	for _, a := range accountData {
-		if a.RoomID != "" {
-			continue
-		}
-		if a.Type == push.AccountDataType {
-			sawPushRules = true
-			// Stored rules are rebuilt on the current server defaults, as GET /pushrules does.
-			if a.Content, err = push.Encode(push.Load(a.Content, sess.UserID)); err != nil {
-				return nil, mxerr.Internal(err)
-			}
-		}
-		if f.AccountData.Allows(a.Type, sess.UserID) {
-			resp.AccountData.Events = append(resp.AccountData.Events, appendAccountData(nil, a))
-		}
+	if err := sy.syncAccountData(sess, w, req.Filter, accountData, resp); err != nil {
+		return nil, err
 	}
-	// An initial sync always carries the push rules, as Synapse's does; guests have none.
-	if w.initial && !sawPushRules && !sess.IsGuest && f.AccountData.Allows(push.AccountDataType, sess.UserID) {
-		content, err := push.Encode(push.Defaults(sess.UserID))
-		if err != nil {
-			return nil, mxerr.Internal(err)
-		}
-		resp.AccountData.Events = append(resp.AccountData.Events,
-			appendAccountData(nil, storage.AccountData{Type: push.AccountDataType, Content: content}))
-	}
-	// The user's own presence reaches them through their rooms; alone, ask storage.
-	if !presence.viaRooms {
-		coMembers = append(coMembers, sess.UserID)
-	}
-	if len(coMembers) > 0 {
-		slices.Sort(coMembers)
-		ps, err := sy.store.PresenceFor(ctx, slices.Compact(coMembers), w.since, cur)
-		if err != nil {
-			return nil, mxerr.Internal(err)
-		}
-		for i := range ps {
-			presence.add(&ps[i])
-		}
-	}
-	if len(everyPresence) > 0 {
-		var extra []string
-		for u := range everyPresence {
-			if u != sess.UserID {
-				extra = append(extra, u)
-			}
-		}
-		slices.Sort(extra)
-		old, err := sy.store.PresenceFor(ctx, extra, -1, w.since)
-		if err != nil {
-			return nil, mxerr.Internal(err)
-		}
-		for i := range old {
-			presence.addIfAbsent(&old[i])
-		}
-		// Users who never set a presence are reported offline, as Synapse does.
-		for _, u := range extra {
-			presence.addIfAbsent(&storage.Presence{UserID: u, State: "offline"})
-		}
-	}
-	now := sy.now().UnixMilli()
-	for _, p := range presence.list() {
-		if f.Presence.Allows("m.presence", p.UserID) {
-			resp.Presence.Events = append(resp.Presence.Events, live.AppendPresence(nil, p, now))
-		}
+	if err := sy.syncPresence(ctx, sess, w, req.Filter, presence, resp); err != nil {
+		return nil, err
 	}
 	// Device lists are only for incremental syncs (the spec's rule; clients query keys
 	// after an initial one).
@@ -342,14 +228,155 @@ func (sy *Syncer) buildSync(ctx context.Context, sess *auth.Session, req SyncReq
 	return resp, nil
 }
 
+// syncRoomSections fills rooms.join, invite and leave, and collects the presence the
+// joined rooms bring (presence.every: users whose whole presence is sent, the members of
+// rooms the user newly joined and users who newly joined the user's rooms).
+func (sy *Syncer) syncRoomSections(ctx context.Context, sess *auth.Session, req SyncRequest, w syncWindow, ms []storage.Member,
+	accountData []storage.AccountData, presence *presenceSet, resp *syncResponse) error {
+	f := req.Filter
+	for _, m := range ms {
+		if !f.Room.AllowsRoom(m.RoomID) {
+			continue
+		}
+		changed := m.Pos > w.since
+		switch m.Membership {
+		case visibility.Join:
+			room, err := sy.hub.Room(ctx, m.RoomID)
+			if err != nil {
+				return mxerr.Internal(err)
+			}
+			if err := sy.roomPresence(ctx, room, w, presence); err != nil {
+				return err
+			}
+			jr, rv, err := sy.joinedRoom(ctx, sess, room, w, req.FullState, accountData, f)
+			if err != nil {
+				return err
+			}
+			if jr != nil {
+				resp.Rooms.Join[m.RoomID] = jr
+			}
+			if w.initial {
+				continue
+			}
+			if rv.newlyJoined {
+				for _, u := range room.Joined() {
+					presence.every[u] = true
+				}
+			}
+			for _, e := range rv.events {
+				if e.Type == "m.room.member" && e.Membership == visibility.Join && e.PrevMembership != visibility.Join {
+					presence.every[*e.StateKey] = true
+				}
+			}
+		case visibility.Invite:
+			if w.initial || changed {
+				ir, err := sy.invitedRoom(ctx, m)
+				if err != nil {
+					return err
+				}
+				resp.Rooms.Invite[m.RoomID] = ir
+			}
+		case visibility.Leave, visibility.Ban:
+			if m.Forgotten || !(changed && !w.initial || w.initial && f.Room.IncludeLeave) {
+				continue
+			}
+			if m.Pos <= w.since && !w.initial {
+				continue
+			}
+			if lr, err := sy.leftRoom(ctx, sess, m, w, f); err != nil {
+				return err
+			} else if lr != nil {
+				resp.Rooms.Leave[m.RoomID] = lr
+			}
+		}
+	}
+	return nil
+}
+
+// syncAccountData fills the global account_data section.
+func (sy *Syncer) syncAccountData(sess *auth.Session, w syncWindow, f *filter.Filter, accountData []storage.AccountData, resp *syncResponse) error {
+	sawPushRules := false
+	for _, a := range accountData {
+		if a.RoomID != "" {
+			continue
+		}
+		if a.Type == push.AccountDataType {
+			sawPushRules = true
+			// Stored rules are rebuilt on the current server defaults, as GET /pushrules does.
+			var err error
+			if a.Content, err = push.Encode(push.Load(a.Content, sess.UserID)); err != nil {
+				return mxerr.Internal(err)
+			}
+		}
+		if f.AccountData.Allows(a.Type, sess.UserID) {
+			resp.AccountData.Events = append(resp.AccountData.Events, appendAccountData(nil, a))
+		}
+	}
+	// An initial sync always carries the push rules, as Synapse's does; guests have none.
+	if w.initial && !sawPushRules && !sess.IsGuest && f.AccountData.Allows(push.AccountDataType, sess.UserID) {
+		content, err := push.Encode(push.Defaults(sess.UserID))
+		if err != nil {
+			return mxerr.Internal(err)
+		}
+		resp.AccountData.Events = append(resp.AccountData.Events,
+			appendAccountData(nil, storage.AccountData{Type: push.AccountDataType, Content: content}))
+	}
+	return nil
+}
+
+// syncPresence fills the presence section: what the rooms brought, the user's own (when
+// no room brought it), and the whole presence of the users in presence.every.
+func (sy *Syncer) syncPresence(ctx context.Context, sess *auth.Session, w syncWindow, f *filter.Filter, presence *presenceSet, resp *syncResponse) error {
+	if !presence.viaRooms {
+		ps, err := sy.store.PresenceFor(ctx, []string{sess.UserID}, w.since, w.to)
+		if err != nil {
+			return mxerr.Internal(err)
+		}
+		for i := range ps {
+			presence.add(&ps[i])
+		}
+	}
+	if len(presence.every) > 0 {
+		var extra []string
+		for u := range presence.every {
+			if u != sess.UserID {
+				extra = append(extra, u)
+			}
+		}
+		slices.Sort(extra)
+		old, err := sy.store.PresenceFor(ctx, extra, -1, w.since)
+		if err != nil {
+			return mxerr.Internal(err)
+		}
+		for i := range old {
+			presence.addIfAbsent(&old[i])
+		}
+		// Users who never set a presence are reported offline, as Synapse does.
+		for _, u := range extra {
+			presence.addIfAbsent(&storage.Presence{UserID: u, State: "offline"})
+		}
+	}
+	now := sy.now().UnixMilli()
+	for _, p := range presence.list() {
+		if f.Presence.Allows("m.presence", p.UserID) {
+			resp.Presence.Events = append(resp.Presence.Events, live.AppendPresence(nil, p, now))
+		}
+	}
+	return nil
+}
+
 // presenceSet collects the latest presence per user for a sync response.
 type presenceSet struct {
 	byUser map[string]*storage.Presence
+	// every are the users whose whole presence (not only changes) the response carries.
+	every map[string]bool
 	// viaRooms is set once a room's presence was read: the user's own presence is in it.
 	viaRooms bool
 }
 
-func newPresenceSet() *presenceSet { return &presenceSet{byUser: map[string]*storage.Presence{}} }
+func newPresenceSet() *presenceSet {
+	return &presenceSet{byUser: map[string]*storage.Presence{}, every: map[string]bool{}}
+}
 
 func (s *presenceSet) add(p *storage.Presence) {
 	if cur := s.byUser[p.UserID]; cur == nil || cur.Pos < p.Pos {
