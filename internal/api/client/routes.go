@@ -73,6 +73,9 @@ type route struct {
 	h      handlerFunc
 	// v1 also serves the route under /_matrix/client/api/v1 (old /events clients).
 	v1 bool
+	// unstable also serves the route under /_matrix/client/unstable, where clients and
+	// sytest written before Matrix 1.1 call the cross-signing endpoints (as Synapse does).
+	unstable bool
 }
 
 // clientPrefixes serve every versioned route: v3, and r0 for older clients and sytest.
@@ -177,8 +180,8 @@ func (a *API) routes() []route {
 		{method: "POST", path: "/keys/query", access: guestsOK, h: a.queryKeys},
 		{method: "POST", path: "/keys/claim", access: guestsOK, h: a.claimKeys},
 		{method: "GET", path: "/keys/changes", access: guestsOK, h: a.keyChanges},
-		{method: "POST", path: "/keys/device_signing/upload", access: members, h: a.uploadCrossSigning},
-		{method: "POST", path: "/keys/signatures/upload", access: members, h: a.uploadSignatures},
+		{method: "POST", path: "/keys/device_signing/upload", access: members, h: a.uploadCrossSigning, unstable: true},
+		{method: "POST", path: "/keys/signatures/upload", access: members, h: a.uploadSignatures, unstable: true},
 		{method: "PUT", path: "/sendToDevice/{eventType}/{txnId}", access: guestsOK, h: a.sendToDevice},
 		{method: "POST", path: "/room_keys/version", access: members, h: a.createBackup},
 		{method: "GET", path: "/room_keys/version", access: members, h: a.getBackup},
@@ -216,8 +219,11 @@ func (a *API) Routes() []Route {
 }
 
 func prefixesOf(rt route) []string {
-	if rt.v1 {
+	switch {
+	case rt.v1:
 		return append(append([]string{}, clientPrefixes...), "/_matrix/client/api/v1")
+	case rt.unstable:
+		return append(append([]string{}, clientPrefixes...), "/_matrix/client/unstable")
 	}
 	return clientPrefixes
 }
