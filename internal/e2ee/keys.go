@@ -242,7 +242,8 @@ func (s *Service) Upload(ctx context.Context, userID, deviceID string, req Uploa
 }
 
 // keyCountsChanged tells the other processes sharing the database, once tx commits, that
-// the device's key counts changed (this process invalidates its own after the commit).
+// the device's key counts changed ("*": all of the user's devices); this process
+// invalidates its own after the commit.
 func keyCountsChanged(ctx context.Context, tx storage.Tx, userID, deviceID string) error {
 	return tx.Notify(ctx, auth.CacheChannel, "keys\t"+userID+"\t"+deviceID)
 }
@@ -472,8 +473,16 @@ func (s *Service) Claim(ctx context.Context, req ClaimRequest) (*ClaimResponse, 
 				return err
 			}
 			got = append(got, claimed{w, k})
-			if err := keyCountsChanged(ctx, tx, w.user, w.device); err != nil {
-				return err
+		}
+		// One notification per user: other processes forget the counts of all of the
+		// user's devices (a claim usually takes a key of each).
+		var last string
+		for _, c := range got {
+			if c.user != last {
+				if err := keyCountsChanged(ctx, tx, c.user, "*"); err != nil {
+					return err
+				}
+				last = c.user
 			}
 		}
 		return nil

@@ -235,10 +235,14 @@ func (r *Room) MemberChanges(from, to stream.Pos) []MemberChange {
 	return out
 }
 
-// membershipUpTo is the membership after the last change at or before pos.
+// membershipUpTo is the membership after the last change at or before pos. Before the
+// oldest change kept (a history cut at maxHistory) it is the one that change replaced.
 func membershipUpTo(history []Change, pos stream.Pos) string {
 	i := sort.Search(len(history), func(i int) bool { return history[i].Pos > pos }) - 1
 	if i < 0 {
+		if len(history) > 0 {
+			return history[0].Prev
+		}
 		return ""
 	}
 	return history[i].Membership
@@ -286,12 +290,18 @@ func (h *Hub) KeyCounts(ctx context.Context, userID, deviceID string) (DeviceKey
 	return c, nil
 }
 
-// KeyCountsChanged forgets a device's cached key counts (after a committed upload or claim).
+// KeyCountsChanged forgets a device's cached key counts ("*": all of the user's devices),
+// after a committed upload or claim.
 func (h *Hub) KeyCountsChanged(userID, deviceID string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if u := h.users[userID]; u != nil {
 		u.keyGen++
-		delete(u.keyCounts, deviceID)
+		if deviceID == "*" {
+			clear(u.keyCounts)
+		} else {
+			delete(u.keyCounts, deviceID)
+		}
 	}
 }
+

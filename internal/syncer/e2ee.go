@@ -87,9 +87,6 @@ func (sy *Syncer) deviceListUpdates(ctx context.Context, userID string, ms []sto
 			}
 			continue
 		}
-		if !r.HasItemsAfter(since, to) {
-			continue
-		}
 		for _, c := range r.MemberChanges(since, to) {
 			switch c.After {
 			case visibility.Join, visibility.Invite, "knock":
