@@ -304,4 +304,3 @@ func (h *Hub) KeyCountsChanged(userID, deviceID string) {
 		}
 	}
 }
-
