@@ -93,8 +93,14 @@ func (h *Hub) eventPublished(ctx context.Context, e *storage.Event) Published {
 // published turns a batch read from storage into the items to publish, in position order.
 func (h *Hub) published(ctx context.Context, b storage.StreamBatch) ([]Published, error) {
 	var pubs []Published
+	push := make(map[stream.Pos]*storage.PushOutcome, len(b.Push))
+	for i := range b.Push {
+		push[b.Push[i].Pos] = &b.Push[i]
+	}
 	for i := range b.Events {
-		pubs = append(pubs, h.eventPublished(ctx, &b.Events[i]))
+		p := h.eventPublished(ctx, &b.Events[i])
+		p.Push = push[b.Events[i].Pos]
+		pubs = append(pubs, p)
 	}
 	for _, r := range b.Receipts {
 		pubs = append(pubs, Published{RoomID: r.RoomID, Item: ReceiptItem(r)})

@@ -32,6 +32,8 @@ type Published struct {
 	AccountDataOf string
 	// E2EE is what the item changed for end-to-end encryption (e2ee.go).
 	E2EE *E2EENote
+	// Push is what the push rules decided for Event (nil when nobody is notified).
+	Push *storage.PushOutcome
 }
 
 // Hub coordinates writes and holds the active rooms.
@@ -48,6 +50,8 @@ type Hub struct {
 	mu    sync.Mutex
 	rooms map[string]*Room
 	users map[string]*userState
+
+	onAccountData func(userID string) // see SetAccountDataHook
 
 	deviceLists deviceListLog
 	// loading holds the rooms being read from storage, so concurrent requests for one

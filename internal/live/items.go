@@ -36,8 +36,10 @@ type Item struct {
 	// UserID is whose presence, or whose receipt.
 	UserID  string
 	Private bool
-	// ReadUpTo is, for an m.read or m.read.private receipt, the position of its event.
+	// ReadUpTo is, for an m.read or m.read.private receipt, the position of its event,
+	// and Thread its thread_id ("" unthreaded, "main" the main timeline).
 	ReadUpTo stream.Pos
+	Thread   string
 }
 
 // EventItem wraps a stored event.
@@ -75,7 +77,7 @@ func ReceiptItem(r storage.Receipt) Item {
 	}
 	b = append(b, `}}}}`...)
 	edu, sync := withRoom(b, r.RoomID, "m.receipt")
-	return Item{Pos: r.Pos, Kind: KindReceipt, EDU: edu, SyncEDU: sync, UserID: r.UserID, Private: r.Type == "m.read.private", ReadUpTo: r.EventPos}
+	return Item{Pos: r.Pos, Kind: KindReceipt, EDU: edu, SyncEDU: sync, UserID: r.UserID, Private: r.Type == "m.read.private", ReadUpTo: r.EventPos, Thread: r.ThreadID}
 }
 
 // withRoom finishes an ephemeral event whose content is in head, once with room_id and

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -43,6 +44,8 @@ type Room struct {
 	truncated map[string]struct{}
 	joined    map[string]struct{}
 	invited   map[string]struct{}
+	names     map[string]memberName // joined and invited members' display names
+	head      string                // ID of the latest event applied
 	unread    *unreadIndex
 	items     []Item
 	base      stream.Pos // every item of the room with Pos > base is in items
@@ -141,6 +144,9 @@ func (r *Room) apply(p *Published) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range p.Replaced {
+		if e.RedactedBecause != nil {
+			r.unread.redact(e.Pos)
+		}
 		for i := range r.items {
 			if r.items[i].Kind == KindEvent && r.items[i].Event.ID == e.ID {
 				r.items[i] = EventItem(e)
@@ -157,13 +163,17 @@ func (r *Room) apply(p *Published) {
 	if p.Item.Pos <= r.base {
 		return
 	}
-	if e := p.Event; e != nil && e.StateKey != nil {
-		r.applyState(e)
-	} else if e != nil && isNotifying(e.Type) {
-		r.unread.add(e.Pos, e.Sender)
+	if e := p.Event; e != nil {
+		r.head = e.ID
+		if e.StateKey != nil {
+			r.applyState(e)
+		}
+	}
+	if p.Push != nil {
+		r.unread.add(p.Push)
 	}
 	if p.Item.Kind == KindReceipt && p.Item.ReadUpTo > 0 {
-		r.unread.read(p.Item.UserID, p.Item.ReadUpTo)
+		r.unread.read(p.Item.UserID, p.Item.Thread, p.Item.ReadUpTo)
 	}
 	r.items = append(r.items, p.Item)
 	if over := len(r.items) - r.limit; over > 0 {
@@ -201,11 +211,17 @@ func (r *Room) applyState(e *storage.Event) {
 		}
 		delete(r.joined, u)
 		delete(r.invited, u)
+		delete(r.names, u)
 		switch e.Membership {
 		case visibility.Join:
 			r.joined[u] = struct{}{}
 		case visibility.Invite:
 			r.invited[u] = struct{}{}
+		}
+		if e.Membership == visibility.Join || e.Membership == visibility.Invite {
+			if name := contentString(e, "displayname"); name != "" {
+				r.names[u] = memberName{name: name, lower: strings.ToLower(name)}
+			}
 		}
 	}
 }
@@ -228,7 +244,8 @@ func loadRoom(ctx context.Context, st storage.Reader, roomID string, cur stream.
 		return nil, err
 	}
 	r := &Room{ID: roomID, Version: info.Version, Creator: info.Creator, hv: visibility.Shared,
-		settingIDs: make(map[string]string), members: make(map[string][]Change), truncated: make(map[string]struct{}), joined: make(map[string]struct{}), invited: make(map[string]struct{}), limit: limit}
+		settingIDs: make(map[string]string), members: make(map[string][]Change), truncated: make(map[string]struct{}), joined: make(map[string]struct{}), invited: make(map[string]struct{}),
+		names: make(map[string]memberName), limit: limit}
 	if r.unread, err = loadUnread(ctx, st, roomID, cur); err != nil {
 		return nil, err
 	}
@@ -262,6 +279,9 @@ func loadRoom(ctx context.Context, st storage.Reader, roomID string, cur stream.
 	}
 	if len(events) == limit {
 		r.base = events[len(events)-1].Pos - 1
+	}
+	if len(events) > 0 {
+		r.head = events[0].ID
 	}
 	for i := len(events) - 1; i >= 0; i-- {
 		r.items = append(r.items, EventItem(&events[i]))

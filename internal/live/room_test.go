@@ -11,7 +11,7 @@ import (
 
 func testRoom(limit int) *Room {
 	return &Room{ID: "!r", members: map[string][]Change{}, truncated: map[string]struct{}{}, settingIDs: map[string]string{}, joined: map[string]struct{}{}, invited: map[string]struct{}{},
-		unread: &unreadIndex{bySender: map[string][]stream.Pos{}, reads: map[string]stream.Pos{}, complete: true}, limit: limit}
+		names: map[string]memberName{}, unread: newUnreadIndex(), limit: limit}
 }
 
 func message(pos stream.Pos, sender string) *Published {
@@ -52,22 +52,114 @@ func TestMembershipAt(t *testing.T) {
 	}
 }
 
+// pushed is a message with the push outcome the evaluation would attach.
+func pushed(pos stream.Pos, sender, thread string, base storage.PushActions, exc ...storage.PushException) *Published {
+	p := message(pos, sender)
+	p.Push = &storage.PushOutcome{Pos: pos, RoomID: "!r", ThreadID: thread, Sender: sender, Base: base, Exceptions: exc}
+	return p
+}
+
+var (
+	notify    = storage.PushActions{Notify: true, Actions: `["notify"]`}
+	highlight = storage.PushActions{Notify: true, Highlight: true, Actions: `["notify",{"set_tweak":"highlight"}]`}
+	silent    = storage.PushActions{Actions: "[]"}
+)
+
 func TestUnreadIndex(t *testing.T) {
 	r := testRoom(100)
-	r.applyState(&storage.Event{Pos: 1, Type: "m.room.member", StateKey: strp("@b"), Membership: "join"})
+	for _, u := range []string{"@a", "@b", "@c"} {
+		r.applyState(&storage.Event{Pos: 1, Type: "m.room.member", StateKey: strp(u), Membership: "join"})
+	}
+	want := func(user string, n, h int) {
+		t.Helper()
+		u, _, ok := r.Unread(user, false)
+		if !ok || u.Total.Notify != n || u.Total.Highlight != h {
+			t.Fatalf("%s: %+v %v, want %d notifications, %d highlights", user, u.Total, ok, n, h)
+		}
+	}
+	// 2..11: @a and @b take turns; everyone else is notified.
 	for p := stream.Pos(2); p <= 11; p++ {
 		sender := "@a"
 		if p%2 == 0 {
 			sender = "@b"
 		}
-		r.apply(message(p, sender))
+		r.apply(pushed(p, sender, "", notify))
 	}
-	if n, _, ok := r.Unread("@b"); !ok || n != 5 {
-		t.Fatalf("unread for @b: %d %v", n, ok)
+	want("@a", 5, 0)
+	want("@b", 5, 0)
+	want("@c", 10, 0)
+	// 12: @c is mentioned; @b has the room muted.
+	r.apply(pushed(12, "@a", "", notify,
+		storage.PushException{UserID: "@b", PushActions: silent},
+		storage.PushException{UserID: "@c", PushActions: highlight}))
+	want("@b", 5, 0)
+	want("@c", 11, 1)
+	// A notice nobody is notified of, except @c whose keyword rule matched.
+	r.apply(pushed(13, "@a", "", silent, storage.PushException{UserID: "@c", PushActions: notify}))
+	want("@c", 12, 1)
+	want("@b", 5, 0)
+	// A receipt resets the count up to its event.
+	r.unread.read("@c", "", 11)
+	want("@c", 2, 1)
+	// The mention is redacted: it no longer counts.
+	r.apply(&Published{RoomID: "!r", Item: Item{Pos: 14}, Replaced: []*storage.Event{{Pos: 12, ID: "$12", RedactedBecause: []byte("{}")}}})
+	want("@c", 1, 0)
+	want("@a", 5, 0)
+	// Someone who joins later counts from their join; a profile change keeps that.
+	r.applyState(&storage.Event{Pos: 15, Type: "m.room.member", StateKey: strp("@d"), Membership: "join"})
+	r.apply(pushed(16, "@a", "", notify))
+	r.applyState(&storage.Event{Pos: 17, Type: "m.room.member", StateKey: strp("@d"), Membership: "join", PrevMembership: "join"})
+	want("@d", 1, 0)
+	// Not joined: nothing.
+	want("@nobody", 0, 0)
+}
+
+func TestUnreadThreads(t *testing.T) {
+	r := testRoom(100)
+	for _, u := range []string{"@a", "@b"} {
+		r.applyState(&storage.Event{Pos: 1, Type: "m.room.member", StateKey: strp(u), Membership: "join"})
 	}
-	r.unread.read("@b", 7)
-	if n, _, _ := r.Unread("@b"); n != 2 {
-		t.Fatalf("unread after receipt: %d", n)
+	r.apply(pushed(2, "@a", "", notify))
+	r.apply(pushed(3, "@a", "$root", notify))
+	r.apply(pushed(4, "@a", "$root", highlight))
+	r.apply(pushed(5, "@a", "", notify))
+	r.apply(pushed(6, "@a", "$other", notify))
+	u, _, _ := r.Unread("@b", true)
+	if u.Total != (Counts{5, 1}) || u.Threads[""] != (Counts{2, 0}) || u.Threads["$root"] != (Counts{2, 1}) || u.Threads["$other"] != (Counts{1, 0}) {
+		t.Fatalf("counts: %+v", u)
+	}
+	// A threaded receipt reads only its thread.
+	r.unread.read("@b", "$root", 4)
+	u, _, _ = r.Unread("@b", true)
+	if u.Total != (Counts{3, 0}) || u.Threads["$root"] != (Counts{}) || u.Threads[""] != (Counts{2, 0}) {
+		t.Fatalf("after a threaded receipt: %+v", u)
+	}
+	// "main" reads the main timeline.
+	r.unread.read("@b", MainThread, 5)
+	u, _, _ = r.Unread("@b", true)
+	if u.Total != (Counts{1, 0}) || len(u.Threads) != 1 || u.Threads["$other"] != (Counts{1, 0}) {
+		t.Fatalf("after a main-timeline receipt: %+v", u)
+	}
+	// An unthreaded receipt reads every thread.
+	r.unread.read("@b", "", 6)
+	u, _, _ = r.Unread("@b", true)
+	if u.Total != (Counts{}) || len(u.Threads) != 0 {
+		t.Fatalf("after an unthreaded receipt: %+v", u)
+	}
+}
+
+func TestUnreadIndexForgetsOldOutcomes(t *testing.T) {
+	r := testRoom(16)
+	r.applyState(&storage.Event{Pos: 1, Type: "m.room.member", StateKey: strp("@b"), Membership: "join"})
+	for p := stream.Pos(2); p < notifyCap+10; p++ {
+		r.apply(pushed(p, "@a", "", notify))
+	}
+	if _, rp, ok := r.Unread("@b", false); ok || rp.Since != 1 {
+		t.Fatalf("a reader far behind must be counted from storage: ok=%v since=%d", ok, rp.Since)
+	}
+	r.unread.read("@b", "", notifyCap)
+	if u, _, ok := r.Unread("@b", false); !ok || u.Total.Notify != 9 {
+		t.Fatalf("recent reader: %+v %v", u, ok)
 	}
 }
 

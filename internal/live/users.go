@@ -170,6 +170,9 @@ func (h *Hub) applyUser(p *Published) {
 		if u := h.users[p.AccountDataOf]; u != nil {
 			u.accountDataPos = max(u.accountDataPos, p.Item.Pos)
 		}
+		if h.onAccountData != nil {
+			h.onAccountData(p.AccountDataOf)
+		}
 	}
 	if e := p.Event; e != nil && e.Type == "m.room.member" && e.StateKey != nil {
 		// A user loaded from storage may already know a later membership.

@@ -367,11 +367,11 @@ func ValidateActions(actions []jsontext.Value) error {
 func validateConditions(conds []jsontext.Value) error {
 	for _, c := range conds {
 		var cd struct {
-			Kind    *string         `json:"kind"`
-			Key     *string         `json:"key"`
-			Pattern *string         `json:"pattern"`
-			Is      *string         `json:"is"`
-			Value   *jsontext.Value `json:"value"`
+			Kind    *string        `json:"kind"`
+			Key     *string        `json:"key"`
+			Pattern *string        `json:"pattern"`
+			Is      *string        `json:"is"`
+			Value   jsontext.Value `json:"value"`
 		}
 		if c.Kind() != '{' || json.Unmarshal(c, &cd) != nil || cd.Kind == nil || *cd.Kind == "" {
 			return mxerr.BadJSON("Each condition must be an object with a 'kind'")
@@ -387,7 +387,7 @@ func validateConditions(conds []jsontext.Value) error {
 		case "event_property_is", "event_property_contains":
 			if cd.Key == nil {
 				missing = "key"
-			} else if cd.Value == nil {
+			} else if len(cd.Value) == 0 {
 				missing = "value"
 			}
 		case "room_member_count":

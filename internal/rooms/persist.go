@@ -51,6 +51,7 @@ type Service struct {
 	now   func() time.Time
 	// locks serialise local writers of a room (see roomLock).
 	locks [256]sync.Mutex
+	push  PushEvaluator // see SetPushEvaluator
 }
 
 // New returns the rooms service.
@@ -491,6 +492,15 @@ func (pc *persistContext) store(ev *pdu.PDU, raw []byte, eventID id.EventID, pos
 		}
 		pub.Replaced = changed
 	}
+	prevHead := ""
+	if len(ev.PrevEvents) > 0 {
+		prevHead = string(ev.PrevEvents[0])
+	}
+	push, err := pc.pushOutcome(stored, prevHead, byKey)
+	if err != nil {
+		return nil, err
+	}
+	pub.Push = push
 	pc.pubs = append(pc.pubs, pub)
 	return stored, nil
 }

@@ -27,6 +27,7 @@ import (
 	"porthole/internal/ephemeral"
 	"porthole/internal/httpx"
 	"porthole/internal/live"
+	"porthole/internal/notify"
 	"porthole/internal/ratelimit"
 	"porthole/internal/rooms"
 	"porthole/internal/storage/sqlstore"
@@ -79,6 +80,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		GuestsEnabled: cfg.Guests == "on", BcryptCost: cfg.BcryptCost,
 	}, log)
 	roomSvc := rooms.New(hub, store, rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key}, log)
+	pushes := notify.New(store, hub, notify.Config{ServerName: cfg.ServerName}, log)
+	roomSvc.SetPushEvaluator(pushes)
 	eph := ephemeral.New(hub, store, log)
 	keys := e2ee.New(hub, store, e2ee.Config{ServerName: cfg.ServerName, InboxLimit: cfg.ToDeviceInboxLimit}, log)
 	// Device changes (logins, logouts, deletions) remove the devices' keys and inboxes and
@@ -98,6 +101,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		ServerName: cfg.ServerName, BaseURL: cfg.BaseURL(), MaxBody: cfg.MaxRequestBody, DefaultTimeout: cfg.LongPollDefault,
 		Limits: limits, Proxies: client.ParseProxies(cfg.TrustedProxies),
 	}, log)
+	api.SetNotify(pushes)
 	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts, syncer: sy}
 	s.handler = s.buildHandler()
 	s.startCrossNode()

@@ -119,6 +119,67 @@ type Member struct {
 	EventID    string
 	Pos        stream.Pos
 	Forgotten  bool
+	// JoinedPos is where the member's current stretch of being joined began (a profile
+	// change keeps it); 0 when not joined.
+	JoinedPos stream.Pos
+}
+
+// PushActions is what one member's push rules decided for an event.
+type PushActions struct {
+	Notify    bool
+	Highlight bool
+	// Actions is the JSON array of the matching rule's actions ("[]" for none).
+	Actions string
+}
+
+// PushException is a member whose outcome differs from the event's base outcome.
+type PushException struct {
+	UserID string
+	PushActions
+}
+
+// PushOutcome is what the push rules decided for one event. Base applies to every local
+// member joined at the event except its sender and the members in Exceptions, so an event
+// costs one row however large the room.
+type PushOutcome struct {
+	Pos      stream.Pos
+	RoomID   string
+	ThreadID string // "" for the main timeline
+	Sender   string
+	TS       int64
+	Base     PushActions
+	// Exceptions, sorted by user ID.
+	Exceptions []PushException
+}
+
+// For returns the outcome for a member joined at the event.
+func (o *PushOutcome) For(userID string) PushActions {
+	if userID == o.Sender {
+		return PushActions{Actions: "[]"}
+	}
+	for _, x := range o.Exceptions {
+		if x.UserID == userID {
+			return x.PushActions
+		}
+	}
+	return o.Base
+}
+
+// PushCount is a user's unread notifications in one thread of a room.
+type PushCount struct {
+	ThreadID  string
+	Notify    int
+	Highlight int
+}
+
+// Notification is an event a user was notified of (GET /notifications).
+type Notification struct {
+	Pos      stream.Pos
+	EventID  string
+	RoomID   string
+	ThreadID string
+	TS       int64
+	PushActions
 }
 
 // Receipt is one read receipt.
@@ -132,12 +193,6 @@ type Receipt struct {
 	// EventPos is the stream position of EventID.
 	EventPos stream.Pos
 	TS       int64
-}
-
-// PosSender is an event's stream position and sender.
-type PosSender struct {
-	Pos    stream.Pos
-	Sender string
 }
 
 // Typing is the set of users typing in a room, as of Pos.
@@ -204,6 +259,21 @@ type OutboxDestination struct {
 	LeaseOwner  string
 	LeaseUntil  int64 // unix ms
 	LastError   string
+}
+
+// PushReader reads push outcomes, counts and notifications.
+type PushReader interface {
+	// PushOutcomes returns the push outcomes of the room's unredacted events with
+	// from < pos <= to, newest first, at most limit, with their exceptions.
+	PushOutcomes(ctx context.Context, roomID string, from, to stream.Pos, limit int) ([]PushOutcome, error)
+	// PushCounts counts, per thread, the unredacted events after pos of which the user
+	// (joined since at most after) was notified, and those that highlighted.
+	PushCounts(ctx context.Context, roomID, userID string, after stream.Pos) ([]PushCount, error)
+	// Notifications returns the events before pos (0: any) the user was notified of in
+	// the rooms they are joined to (and invites), newest first, at most limit.
+	Notifications(ctx context.Context, userID string, before stream.Pos, limit int, onlyHighlight bool) ([]Notification, error)
+	// UserReceipts returns the user's m.read and m.read.private receipts in every room.
+	UserReceipts(ctx context.Context, userID string) ([]Receipt, error)
 }
 
 // OutboxReader is the read side of the outbox tables.
@@ -278,6 +348,7 @@ type StreamBatch struct {
 	DeviceLists []DeviceListChange
 	// ToDevice holds the position, user and device of each waiting message (no content).
 	ToDevice []ToDeviceMessage
+	Push     []PushOutcome
 }
 
 // Accounts covers users, devices, tokens and UIA sessions.
@@ -338,14 +409,12 @@ type Reader interface {
 	PresenceFor(ctx context.Context, userIDs []string, from, to stream.Pos) ([]Presence, error)
 	AccountData(ctx context.Context, userID string, from, to stream.Pos) ([]AccountData, error)
 	AccountDataItem(ctx context.Context, userID, roomID, dataType string) (AccountData, error)
-	// EventSenders returns position and sender of the latest events of the given types at
-	// or before upTo, newest first, at most limit.
-	EventSenders(ctx context.Context, roomID string, types []string, upTo stream.Pos, limit int) ([]PosSender, error)
+	// AccountDataOfUsers returns one account-data item of each of the users that has it.
+	AccountDataOfUsers(ctx context.Context, userIDs []string, roomID, dataType string) ([]AccountData, error)
 	// StreamRange returns every stream item with from < pos <= to.
 	StreamRange(ctx context.Context, from, to stream.Pos) (StreamBatch, error)
 	OutboxReader
-	// CountEventsAfter counts room events of the given types after pos, not sent by sender.
-	CountEventsAfter(ctx context.Context, roomID string, after stream.Pos, notSender string, types []string) (int, error)
+	PushReader
 }
 
 // Tx is the write side, valid inside Store.Write.
@@ -404,4 +473,6 @@ type Tx interface {
 	PutTyping(ctx context.Context, t Typing) error
 	PutPresence(ctx context.Context, p Presence) error
 	PutAccountData(ctx context.Context, a AccountData) error
+	// PutPushOutcome records what the push rules decided for an event.
+	PutPushOutcome(ctx context.Context, o PushOutcome) error
 }

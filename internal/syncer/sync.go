@@ -58,7 +58,9 @@ type joinedRoom struct {
 	Ephemeral           eventList    `json:"ephemeral"`
 	AccountData         eventList    `json:"account_data"`
 	UnreadNotifications unreadCounts `json:"unread_notifications"`
-	Summary             roomSummary  `json:"summary"`
+	// UnreadThreadNotifications is per thread root, when the filter asks for it.
+	UnreadThreadNotifications map[string]unreadCounts `json:"unread_thread_notifications,omitempty"`
+	Summary                   roomSummary             `json:"summary"`
 }
 
 type leftRoom struct {
@@ -600,7 +602,7 @@ func (sy *Syncer) joinedRoom(ctx context.Context, sess *auth.Session, room *live
 		len(jr.Ephemeral.Events) == 0 && len(jr.AccountData.Events) == 0 {
 		return nil, rv, nil
 	}
-	if jr.UnreadNotifications, err = sy.unread(ctx, sess.UserID, room); err != nil {
+	if jr.UnreadNotifications, jr.UnreadThreadNotifications, err = sy.unread(ctx, sess.UserID, room, f.Room.Timeline.UnreadThreadNotifications); err != nil {
 		return nil, nil, err
 	}
 	if w.initial || fullState || rv.newlyJoined {
@@ -757,18 +759,32 @@ func (sy *Syncer) ephemeral(ctx context.Context, v *viewer, room *live.Room, w s
 	return out, nil
 }
 
-// unread counts messages from others after the user's read receipt (or their join), from
-// the room's memory when it reaches back that far. There are no push rules yet, so every
-// such message counts and none highlights.
-func (sy *Syncer) unread(ctx context.Context, userID string, room *live.Room) (unreadCounts, error) {
-	n, after, ok := room.Unread(userID)
+// unread is the user's unread notification counts in the room, from the room's memory
+// when it reaches back that far. With the filter's unread_thread_notifications, the main
+// timeline's counts and each thread's are given apart (the spec).
+func (sy *Syncer) unread(ctx context.Context, userID string, room *live.Room, byThread bool) (unreadCounts, map[string]unreadCounts, error) {
+	u, rp, ok := room.Unread(userID, byThread)
 	if !ok {
 		var err error
-		if n, err = sy.store.CountEventsAfter(ctx, room.ID, after, userID, live.NotifyingTypes); err != nil {
-			return unreadCounts{}, mxerr.Internal(err)
+		if u, err = live.UnreadFromStorage(ctx, sy.store, room.ID, userID, rp, byThread); err != nil {
+			return unreadCounts{}, nil, mxerr.Internal(err)
 		}
 	}
-	return unreadCounts{NotificationCount: n}, nil
+	if !byThread {
+		return unreadCounts{NotificationCount: u.Total.Notify, HighlightCount: u.Total.Highlight}, nil, nil
+	}
+	main := u.Threads[""]
+	var threads map[string]unreadCounts
+	for t, c := range u.Threads {
+		if t == "" {
+			continue
+		}
+		if threads == nil {
+			threads = map[string]unreadCounts{}
+		}
+		threads[t] = unreadCounts{NotificationCount: c.Notify, HighlightCount: c.Highlight}
+	}
+	return unreadCounts{NotificationCount: main.Notify, HighlightCount: main.Highlight}, threads, nil
 }
 
 // strippedTypes are the state events shown with an invite.

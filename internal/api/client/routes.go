@@ -15,6 +15,7 @@ import (
 	"porthole/internal/ephemeral"
 	"porthole/internal/httpx"
 	"porthole/internal/mxerr"
+	"porthole/internal/notify"
 	"porthole/internal/ratelimit"
 	"porthole/internal/rooms"
 	"porthole/internal/syncer"
@@ -48,6 +49,7 @@ type API struct {
 	cfg     Config
 	log     *slog.Logger
 	filters filterCache
+	notify  *notify.Service // see SetNotify
 }
 
 // New returns the client API.
@@ -197,6 +199,7 @@ func (a *API) routes() []route {
 		{method: "GET", path: "/room_keys/keys/{roomId}/{sessionId}", access: members, h: a.getRoomKeys},
 		{method: "PUT", path: "/room_keys/keys/{roomId}/{sessionId}", access: members, h: a.putRoomKeys},
 		{method: "DELETE", path: "/room_keys/keys/{roomId}/{sessionId}", access: members, h: a.deleteRoomKeys},
+		{method: "GET", path: "/notifications", access: members, h: a.getNotifications},
 	}
 }
 

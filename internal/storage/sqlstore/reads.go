@@ -279,11 +279,11 @@ func (r reader) StateChanges(ctx context.Context, roomID string, from, to stream
 		GROUP BY type, state_key) latest ON latest.pos = e.pos ORDER BY e.pos`, roomID, from, to))
 }
 
-const memberCols = `room_id, user_id, membership, event_id, pos, forgotten`
+const memberCols = `room_id, user_id, membership, event_id, pos, forgotten, joined_pos`
 
 func scanMember(rows interface{ Scan(...any) error }) (storage.Member, error) {
 	var m storage.Member
-	err := rows.Scan(&m.RoomID, &m.UserID, &m.Membership, &m.EventID, &m.Pos, &m.Forgotten)
+	err := rows.Scan(&m.RoomID, &m.UserID, &m.Membership, &m.EventID, &m.Pos, &m.Forgotten, &m.JoinedPos)
 	return m, err
 }
 
@@ -487,13 +487,19 @@ func (r reader) AccountDataItem(ctx context.Context, userID, roomID, dataType st
 	return a, translate(err)
 }
 
-func (r reader) EventSenders(ctx context.Context, roomID string, types []string, upTo stream.Pos, limit int) ([]storage.PosSender, error) {
-	rows, err := r.query(ctx, `SELECT pos, sender FROM events WHERE room_id = $1 AND pos <= $2 AND state_key IS NULL AND redacted_because IS NULL AND type IN (`+inList(4, len(types))+`) ORDER BY pos DESC LIMIT $3`,
-		append([]any{roomID, upTo, limit}, anys(types)...)...)
-	return collect(rows, err, func(rows *sql.Rows) (storage.PosSender, error) {
-		var ps storage.PosSender
-		return ps, rows.Scan(&ps.Pos, &ps.Sender)
-	})
+func (r reader) AccountDataOfUsers(ctx context.Context, userIDs []string, roomID, dataType string) ([]storage.AccountData, error) {
+	var out []storage.AccountData
+	for start := 0; start < len(userIDs); start += 500 {
+		chunk := userIDs[start:min(start+500, len(userIDs))]
+		rows, err := r.query(ctx, `SELECT user_id, room_id, type, content, pos FROM account_data WHERE room_id = $1 AND type = $2 AND user_id IN (`+inList(3, len(chunk))+`)`,
+			append([]any{roomID, dataType}, anys(chunk)...)...)
+		got, err := collect(rows, err, func(rows *sql.Rows) (storage.AccountData, error) { return scanAccountData(rows) })
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
 }
 
 func (r reader) StreamRange(ctx context.Context, from, to stream.Pos) (storage.StreamBatch, error) {
@@ -525,14 +531,10 @@ func (r reader) StreamRange(ctx context.Context, from, to stream.Pos) (storage.S
 	if b.AccountData, err = collect(rows, err, func(rows *sql.Rows) (storage.AccountData, error) { return scanAccountData(rows) }); err != nil {
 		return b, err
 	}
+	if b.Push, err = r.pushRange(ctx, from, to); err != nil {
+		return b, err
+	}
 	return b, r.streamRangeE2EE(ctx, &b, from, to)
-}
-
-func (r reader) CountEventsAfter(ctx context.Context, roomID string, after stream.Pos, notSender string, types []string) (int, error) {
-	var n int
-	err := r.row(ctx, `SELECT COUNT(*) FROM events WHERE room_id = $1 AND pos > $2 AND sender <> $3 AND redacted_because IS NULL AND type IN (`+inList(4, len(types))+`)`,
-		append([]any{roomID, after, notSender}, anys(types)...)...).Scan(&n)
-	return n, translate(err)
 }
 
 func nullPtr(s sql.NullString) *string {

@@ -200,9 +200,15 @@ func (t *txn) SetCurrentState(ctx context.Context, roomID, evType, stateKey, eve
 }
 
 func (t *txn) SetMember(ctx context.Context, m storage.Member) error {
-	_, err := t.exec(ctx, `INSERT INTO room_members (room_id, user_id, membership, event_id, pos, forgotten) VALUES ($1, $2, $3, $4, $5, FALSE)
-		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, pos = excluded.pos, forgotten = FALSE`,
-		m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos)
+	joinedPos := stream.Pos(0)
+	if m.Membership == "join" {
+		joinedPos = m.Pos
+	}
+	// joined_pos survives join → join (a profile change) and ends with the membership.
+	_, err := t.exec(ctx, `INSERT INTO room_members (room_id, user_id, membership, event_id, pos, forgotten, joined_pos) VALUES ($1, $2, $3, $4, $5, FALSE, $6)
+		ON CONFLICT (room_id, user_id) DO UPDATE SET membership = excluded.membership, event_id = excluded.event_id, pos = excluded.pos, forgotten = FALSE,
+		joined_pos = CASE WHEN excluded.membership <> 'join' THEN 0 WHEN room_members.membership = 'join' THEN room_members.joined_pos ELSE excluded.joined_pos END`,
+		m.RoomID, m.UserID, m.Membership, m.EventID, m.Pos, joinedPos)
 	return err
 }
 
