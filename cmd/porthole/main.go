@@ -44,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
 	pprofAddr := fs.String("pprof", "", "loopback host:port for /debug/pprof (default off)")
 	rateLimit := fs.String("rate-limit", "", "on or off: rate limiting (default on; off for test suites and benchmarks)")
+	pushAllowPrivate := fs.String("push-allow-private", "", "on or off: allow pushes to loopback, private and link-local gateway addresses (default off)")
+	pushTrust := fs.String("push-trust", "", "PEM file of certificates trusted for push gateway TLS besides the system roots")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -67,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}{
 		{*listen, &cfg.Listen}, {*serverName, &cfg.ServerName}, {*dataDir, &cfg.DataDir}, {*database, &cfg.Database},
 		{*registration, &cfg.Registration}, {*guests, &cfg.Guests}, {*logLevel, &cfg.LogLevel}, {*pprofAddr, &cfg.Pprof},
-		{*rateLimit, &cfg.RateLimit},
+		{*rateLimit, &cfg.RateLimit}, {*pushAllowPrivate, &cfg.PushAllowPrivate}, {*pushTrust, &cfg.PushTrust},
 	} {
 		if o.flag != "" {
 			*o.dst = o.flag

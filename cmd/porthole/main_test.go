@@ -45,10 +45,10 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func startServer(t *testing.T, dataDir string) *proc {
+func startServer(t *testing.T, dataDir string, extraArgs ...string) *proc {
 	t.Helper()
 	addr := freeAddr(t)
-	cmd := exec.Command(os.Args[0], "--listen", addr, "--data", dataDir, "--rate-limit", "off", "--log-level", "warn")
+	cmd := exec.Command(os.Args[0], append([]string{"--listen", addr, "--data", dataDir, "--rate-limit", "off", "--log-level", "warn"}, extraArgs...)...)
 	cmd.Env = append(os.Environ(), "PORTHOLE_TEST_RUN_MAIN=1", "PORTHOLE_BCRYPT_COST=4")
 	out := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out

@@ -3,6 +3,7 @@
 package config
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -75,6 +76,13 @@ type Config struct {
 	// ToDeviceInboxLimit bounds each device's undelivered to-device messages.
 	ToDeviceInboxLimit int `yaml:"to_device_inbox_limit"`
 
+	// Push gateways: pushers name their gateway's URL, so outgoing pushes are refused to
+	// loopback, private and link-local addresses (checked on the address dialled) unless
+	// PushAllowPrivate is "on"; PushTrust is a PEM bundle trusted for gateway TLS besides
+	// the system's roots.
+	PushAllowPrivate string `yaml:"push_allow_private"` // on | off
+	PushTrust        string `yaml:"push_trust"`
+
 	// TrustedProxies are addresses or CIDR ranges (a load balancer) whose X-Forwarded-For
 	// header is believed, so per-IP limits see clients rather than the proxy.
 	TrustedProxies []string `yaml:"trusted_proxies"`
@@ -112,6 +120,7 @@ func Default() Config {
 		MaxPollsPerIP:     5000,
 
 		ToDeviceInboxLimit: 10000,
+		PushAllowPrivate:   "off",
 	}
 }
 
@@ -248,6 +257,16 @@ func (c *Config) Validate() error {
 	for _, p := range c.TrustedProxies {
 		if _, _, err := net.ParseCIDR(p); err != nil && net.ParseIP(p) == nil {
 			bad("trusted_proxies: %q is neither an IP address nor a CIDR range", p)
+		}
+	}
+	if c.PushAllowPrivate != "on" && c.PushAllowPrivate != "off" {
+		bad("push_allow_private must be on or off, not %q", c.PushAllowPrivate)
+	}
+	if c.PushTrust != "" {
+		if pem, err := os.ReadFile(c.PushTrust); err != nil {
+			bad("push_trust: %v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			bad("push_trust: %s holds no PEM certificate", c.PushTrust)
 		}
 	}
 	if c.MaxConnections < 0 {

@@ -48,6 +48,8 @@ func Sample(c Config) string {
 	line("Open client connections at most; 0 means the open-files limit minus 512. At the cap, new\nconnections wait in the kernel's queue and the log says so.", "max_connections", c.MaxConnections)
 	line("Undelivered to-device messages (encryption keys, verification) a device's inbox may hold;\nwhen it is full, senders that name the device get 429 M_LIMIT_EXCEEDED until it syncs.", "to_device_inbox_limit", c.ToDeviceInboxLimit)
 	line("Load balancers whose X-Forwarded-For header is believed (IP addresses or CIDR ranges, e.g.\n[\"127.0.0.1/32\", \"10.0.0.0/8\"]); behind a proxy, per-IP limits otherwise see only the proxy.", "trusted_proxies", "[]")
+	line("Push gateways (pushers' URLs are chosen by users): on allows pushes to loopback, private and\nlink-local addresses, which are refused by default (checked on the address connected to).", "push_allow_private", q(c.PushAllowPrivate))
+	line("A PEM file of certificates trusted for push gateways' TLS, besides the system's roots (empty: none).", "push_trust", q(c.PushTrust))
 	line("PostgreSQL: connections in the pool, and how long one is kept (0: for ever).", "postgres_max_connections", c.PGMaxConns)
 	line("", "postgres_conn_max_lifetime", c.PGConnMaxLifetime)
 	line("bcrypt work factor for stored passwords (4-31); each step doubles the cost of a login.", "bcrypt_cost", c.BcryptCost)

@@ -28,7 +28,13 @@ type Service struct {
 	mu     sync.Mutex
 	typing map[typingKey]*time.Timer
 	closed bool
+
+	onReceipt func(ctx context.Context, userID string) // see SetReceiptHook
 }
+
+// SetReceiptHook makes fn run after a user's read receipt moved (push gateways are sent the
+// new badge). Set it before serving.
+func (s *Service) SetReceiptHook(fn func(ctx context.Context, userID string)) { s.onReceipt = fn }
 
 type typingKey struct{ room, user string }
 
@@ -166,6 +172,9 @@ func (s *Service) PutReceipt(ctx context.Context, roomID, userID, receiptType, e
 	})
 	if err != nil {
 		return mxerr.Internal(err)
+	}
+	if s.onReceipt != nil {
+		s.onReceipt(ctx, userID)
 	}
 	return nil
 }

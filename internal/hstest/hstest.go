@@ -136,6 +136,7 @@ func start(t testing.TB, dir, dsn string, mods ...func(*config.Config)) *Server 
 	cfg.BcryptCost = 4
 	cfg.LogLevel = "warn"
 	cfg.RateLimit = "off"
+	cfg.PushAllowPrivate = "on" // test gateways listen on loopback
 	for _, m := range mods {
 		m(&cfg)
 	}

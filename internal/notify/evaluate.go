@@ -103,6 +103,13 @@ func (s *Service) EventPushed(ctx context.Context, tx storage.Tx, roomID, prevHe
 	if err := tx.PutPushOutcome(ctx, *out); err != nil {
 		return nil, err
 	}
+	actions := make([]storage.PushActions, len(members))
+	for i := range members {
+		actions[i] = actionsOf(results[i])
+	}
+	if err := s.queuePushes(ctx, tx, ev, roomID, members, actions); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 
 	"porthole/internal/live"
+	"porthole/internal/outbox"
 	"porthole/internal/push"
 	"porthole/internal/storage"
 )
@@ -25,6 +26,10 @@ import (
 // Config configures the service.
 type Config struct {
 	ServerName string
+	// AllowPrivate lets pushes go to loopback, private and link-local gateway addresses.
+	AllowPrivate bool
+	// TrustPEM holds certificates trusted for gateway TLS besides the system's roots.
+	TrustPEM []byte
 }
 
 // Service is push-rule evaluation, pushers and push delivery.
@@ -39,6 +44,13 @@ type Service struct {
 	// rulesGen changes whenever a user's account data changes, so that rules read from
 	// storage while it changed are not cached.
 	rulesGen atomic.Int64
+
+	ob        *outbox.Outbox // see SetOutbox
+	gw        *gateway
+	pushersMu sync.RWMutex
+	pushers   map[string][]int64 // user → pusher IDs, all of them (see LoadPushers)
+	badgeMu   sync.Mutex
+	lastBadge map[int64]int // the badge each pusher was last sent
 }
 
 // maxCachedRules bounds the compiled-rules cache (users with rules of their own cost a
@@ -47,10 +59,15 @@ const maxCachedRules = 100_000
 
 // New returns the service. It hooks into the hub to forget a user's rules when their
 // account data changes.
-func New(store storage.Store, hub *live.Hub, cfg Config, log *slog.Logger) *Service {
-	s := &Service{cfg: cfg, store: store, hub: hub, log: log, rules: map[string]*push.Compiled{}}
+func New(store storage.Store, hub *live.Hub, cfg Config, log *slog.Logger) (*Service, error) {
+	gw, err := newGateway(cfg.AllowPrivate, cfg.TrustPEM)
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{cfg: cfg, store: store, hub: hub, log: log, rules: map[string]*push.Compiled{},
+		gw: gw, pushers: map[string][]int64{}, lastBadge: map[int64]int{}}
 	hub.SetAccountDataHook(s.forgetRules)
-	return s
+	return s, nil
 }
 
 func (s *Service) isLocal(userID string) bool {

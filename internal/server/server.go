@@ -28,6 +28,7 @@ import (
 	"porthole/internal/httpx"
 	"porthole/internal/live"
 	"porthole/internal/notify"
+	"porthole/internal/outbox"
 	"porthole/internal/ratelimit"
 	"porthole/internal/rooms"
 	"porthole/internal/storage/sqlstore"
@@ -47,6 +48,8 @@ type Server struct {
 	eph      *ephemeral.Service
 	api      *client.API
 	syncer   *syncer.Syncer
+	outbox   *outbox.Outbox
+	pushes   *notify.Service
 	handler  http.Handler
 }
 
@@ -80,9 +83,28 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		GuestsEnabled: cfg.Guests == "on", BcryptCost: cfg.BcryptCost,
 	}, log)
 	roomSvc := rooms.New(hub, store, rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key}, log)
-	pushes := notify.New(store, hub, notify.Config{ServerName: cfg.ServerName}, log)
+	var trust []byte
+	if cfg.PushTrust != "" {
+		if trust, err = os.ReadFile(cfg.PushTrust); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("push_trust: %w", err)
+		}
+	}
+	pushes, err := notify.New(store, hub, notify.Config{ServerName: cfg.ServerName, AllowPrivate: cfg.PushAllowPrivate == "on", TrustPEM: trust}, log)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	// The one outbox: push gateways now; federation and application services later.
+	ob := outbox.New(store, outbox.Options{Log: log}, pushes.OutboxKind())
+	pushes.SetOutbox(ob)
+	if err := pushes.LoadPushers(ctx); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("loading pushers: %w", err)
+	}
 	roomSvc.SetPushEvaluator(pushes)
 	eph := ephemeral.New(hub, store, log)
+	eph.SetReceiptHook(pushes.ReceiptSent)
 	keys := e2ee.New(hub, store, e2ee.Config{ServerName: cfg.ServerName, InboxLimit: cfg.ToDeviceInboxLimit}, log)
 	// Device changes (logins, logouts, deletions) remove the devices' keys and inboxes and
 	// are announced as device-list changes.
@@ -102,7 +124,12 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		Limits: limits, Proxies: client.ParseProxies(cfg.TrustedProxies),
 	}, log)
 	api.SetNotify(pushes)
-	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts, syncer: sy}
+	if err := ob.Start(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts, syncer: sy,
+		outbox: ob, pushes: pushes}
 	s.handler = s.buildHandler()
 	s.startCrossNode()
 	log.Info("porthole ready", "server_name", cfg.ServerName, "database", redactDSN(cfg.DatabaseURL()), "stream_pos", pos, "key", key.ID)
@@ -124,6 +151,14 @@ func (s *Server) buildHandler() http.Handler {
 			func() float64 { return float64(s.notifier.KeysWoken()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_stream_position", Help: "Highest committed stream position."},
 			func() float64 { return float64(s.notifier.Current()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "porthole_outbox_delivered_total", Help: "Outbox deliveries that succeeded (push gateways)."},
+			func() float64 { d, _, _ := s.outbox.Counts(); return float64(d) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "porthole_outbox_failed_total", Help: "Outbox deliveries that failed and will be retried."},
+			func() float64 { _, f, _ := s.outbox.Counts(); return float64(f) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "porthole_outbox_dropped_total", Help: "Outbox items given up (undeliverable, or older than their kind allows)."},
+			func() float64 { _, _, d := s.outbox.Counts(); return float64(d) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "porthole_push_refused_addresses_total", Help: "Push gateway connections refused: not a public address."},
+			func() float64 { return float64(s.pushes.RefusedAddresses()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_active_rooms", Help: "Rooms held in memory with their windows."},
 			func() float64 { return float64(s.hub.ActiveRooms()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_notifier_keys", Help: "Rooms and users with a registered long-poll."},
@@ -235,6 +270,8 @@ func (s *Server) startCrossNode() {
 			case len(parts) == 3 && parts[0] == "keys":
 				s.hub.KeyCountsChanged(parts[1], parts[2])
 			}
+		case notify.PushersChannel:
+			s.pushes.HandlePushersNotification(ctx, payload)
 		}
 	}
 	onReconnect := func() {
@@ -260,7 +297,14 @@ func (s *Server) startCrossNode() {
 	if !s.store.Shared() {
 		return
 	}
-	go s.store.Subscribe(ctx, []string{live.StreamChannel, auth.CacheChannel}, onNotify, onReconnect)
+	// After a lost connection, pusher changes may have been missed too.
+	onSubscribe := func() {
+		onReconnect()
+		if err := s.pushes.LoadPushers(ctx); err != nil {
+			s.log.Error("reloading pushers", "err", err)
+		}
+	}
+	go s.store.Subscribe(ctx, []string{live.StreamChannel, auth.CacheChannel, notify.PushersChannel}, onNotify, onSubscribe)
 	// A safety net under LISTEN: look for missed positions now and then.
 	go func() {
 		t := time.NewTicker(2 * time.Second)
@@ -283,6 +327,7 @@ func (s *Server) Close() error {
 	}
 	s.notifier.Shutdown()
 	s.eph.Close()
+	s.outbox.Close()
 	return s.store.Close()
 }
 

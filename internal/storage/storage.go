@@ -165,6 +165,23 @@ func (o *PushOutcome) For(userID string) PushActions {
 	return o.Base
 }
 
+// Pusher is an HTTP pusher: where to send a user's notifications.
+type Pusher struct {
+	ID                int64
+	UserID            string
+	DeviceID          string
+	Kind              string
+	AppID             string
+	PushKey           string
+	AppDisplayName    string
+	DeviceDisplayName string
+	ProfileTag        string
+	Lang              string
+	// Data is the pusher's data object as JSON (url, format, anything else for the gateway).
+	Data      []byte
+	PushKeyTS int64
+}
+
 // PushCount is a user's unread notifications in one thread of a room.
 type PushCount struct {
 	ThreadID  string
@@ -274,6 +291,9 @@ type PushReader interface {
 	Notifications(ctx context.Context, userID string, before stream.Pos, limit int, onlyHighlight bool) ([]Notification, error)
 	// UserReceipts returns the user's m.read and m.read.private receipts in every room.
 	UserReceipts(ctx context.Context, userID string) ([]Receipt, error)
+	// Pushers returns a user's pushers, oldest first; with userID "", everyone's.
+	Pushers(ctx context.Context, userID string) ([]Pusher, error)
+	Pusher(ctx context.Context, id int64) (Pusher, error)
 }
 
 // OutboxReader is the read side of the outbox tables.
@@ -441,8 +461,8 @@ type Tx interface {
 	Deactivate(ctx context.Context, userID string) error
 	CreateDevice(ctx context.Context, d Device) error
 	UpdateDevice(ctx context.Context, userID, deviceID string, displayName *string) error
-	// DeleteDevices removes devices and their tokens; with no ids, all of the user's devices
-	// except keep.
+	// DeleteDevices removes devices, their tokens and their pushers; with no ids, all of
+	// the user's devices except keep.
 	DeleteDevices(ctx context.Context, userID string, deviceIDs []string, keep string) ([]string, error)
 	CreateToken(ctx context.Context, tokenHash, userID, deviceID string) error
 	DeleteToken(ctx context.Context, tokenHash string) error
@@ -475,4 +495,12 @@ type Tx interface {
 	PutAccountData(ctx context.Context, a AccountData) error
 	// PutPushOutcome records what the push rules decided for an event.
 	PutPushOutcome(ctx context.Context, o PushOutcome) error
+	// PutPusher creates the user's pusher for (app ID, pushkey) or updates it, keeping its
+	// ID and device; it returns the ID.
+	PutPusher(ctx context.Context, p Pusher) (int64, error)
+	// DeletePushers deletes the pushers with app ID and pushkey, of userID only, or of
+	// everyone but exceptUser when userID is "", and returns the deleted ones.
+	DeletePushers(ctx context.Context, appID, pushKey, userID, exceptUser string) ([]Pusher, error)
+	// DeletePusherByID deletes one pusher (its gateway rejected its pushkey).
+	DeletePusherByID(ctx context.Context, id int64) error
 }

@@ -28,3 +28,24 @@ func (a *API) getNotifications(w http.ResponseWriter, r *http.Request, s *auth.S
 	}
 	return httpx.WriteJSON(w, http.StatusOK, page)
 }
+
+// getPushers serves GET /pushers.
+func (a *API) getPushers(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
+	ps, err := a.notify.Pushers(r.Context(), s.UserID)
+	if err != nil {
+		return err
+	}
+	return httpx.WriteJSON(w, http.StatusOK, map[string]any{"pushers": ps})
+}
+
+// setPusher serves POST /pushers/set.
+func (a *API) setPusher(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
+	raw, err := a.rawObject(r)
+	if err != nil {
+		return err
+	}
+	if err := a.notify.SetPusher(r.Context(), s.UserID, s.DeviceID, raw); err != nil {
+		return err
+	}
+	return httpx.WriteJSON(w, http.StatusOK, map[string]any{})
+}

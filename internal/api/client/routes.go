@@ -200,6 +200,8 @@ func (a *API) routes() []route {
 		{method: "PUT", path: "/room_keys/keys/{roomId}/{sessionId}", access: members, h: a.putRoomKeys},
 		{method: "DELETE", path: "/room_keys/keys/{roomId}/{sessionId}", access: members, h: a.deleteRoomKeys},
 		{method: "GET", path: "/notifications", access: members, h: a.getNotifications},
+		{method: "GET", path: "/pushers", access: members, h: a.getPushers},
+		{method: "POST", path: "/pushers/set", access: members, h: a.setPusher},
 	}
 }
 

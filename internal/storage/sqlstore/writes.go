@@ -126,6 +126,10 @@ func (t *txn) DeleteDevices(ctx context.Context, userID string, deviceIDs []stri
 		if _, err := t.exec(ctx, `DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2`, userID, d); err != nil {
 			return nil, err
 		}
+		// A pusher goes with the device that made it (as in Synapse).
+		if _, err := t.exec(ctx, `DELETE FROM pushers WHERE user_id = $1 AND device_id = $2`, userID, d); err != nil {
+			return nil, err
+		}
 	}
 	return deleted, nil
 }
