@@ -64,7 +64,7 @@ type Listener struct {
 }
 
 // C is closed when the key is woken (or at shutdown, through Closing).
-func (l *Listener) C() <-chan struct{} { return l.ch }
+func (l Listener) C() <-chan struct{} { return l.ch }
 
 // NewNotifier starts at the committed position cur.
 func NewNotifier(cur Pos) *Notifier {
@@ -85,7 +85,7 @@ func (n *Notifier) shard(k Key) *notifierShard {
 func (n *Notifier) Current() Pos { return Pos(n.current.Load()) }
 
 // Listen registers for the next wake of key.
-func (n *Notifier) Listen(key Key) *Listener {
+func (n *Notifier) Listen(key Key) Listener {
 	sh := n.shard(key)
 	sh.mu.Lock()
 	l, ok := sh.keys[key]
@@ -96,13 +96,13 @@ func (n *Notifier) Listen(key Key) *Listener {
 	l.n++
 	ch := l.ch
 	sh.mu.Unlock()
-	return &Listener{n: n, key: key, ch: ch}
+	return Listener{n: n, key: key, ch: ch}
 }
 
 // ListenUser is Listen for a user's /sync (or global /events) that also wants to be woken by
 // anything in rooms. Waking one of those rooms wakes the user once; the listener registers
 // again on its next loop.
-func (n *Notifier) ListenUser(userID string, rooms []string) *Listener {
+func (n *Notifier) ListenUser(userID string, rooms []string) Listener {
 	l := n.Listen(UserKey(userID))
 	l.rooms = rooms
 	for _, r := range rooms {
@@ -122,7 +122,7 @@ func (n *Notifier) ListenUser(userID string, rooms []string) *Listener {
 // Release ends a registration that is no longer waited on. Releasing a listener whose key
 // was woken, or releasing twice, does nothing.
 func (l *Listener) Release() {
-	if l == nil || l.ch == nil {
+	if l.ch == nil {
 		return
 	}
 	n, ch := l.n, l.ch

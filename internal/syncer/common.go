@@ -74,7 +74,7 @@ func (sy *Syncer) ClampTimeout(d time.Duration) time.Duration {
 // reading means an item committed in between still wakes the request. Every registration
 // is released when the request stops waiting on it.
 func (sy *Syncer) longPoll(ctx context.Context, sess *auth.Session, timeout time.Duration,
-	listen func() (*stream.Listener, error), read func(cur stream.Pos) (body []byte, ready bool, err error)) ([]byte, error) {
+	listen func() (stream.Listener, error), read func(cur stream.Pos) (body []byte, ready bool, err error)) ([]byte, error) {
 	deadline := sy.now().Add(timeout)
 	for {
 		l, err := listen()

@@ -50,7 +50,7 @@ func (sy *Syncer) Events(ctx context.Context, sess *auth.Session, req EventsRequ
 		return nil, err
 	}
 	key := stream.RoomKey(req.RoomID)
-	listen := func() (*stream.Listener, error) { return sy.notifier.Listen(key), nil }
+	listen := func() (stream.Listener, error) { return sy.notifier.Listen(key), nil }
 	return sy.longPoll(ctx, sess, req.Timeout, listen, func(cur stream.Pos) ([]byte, bool, error) {
 		// Fetch the room again on every round: an idle room may have been evicted and
 		// loaded anew while this request waited.
@@ -234,7 +234,7 @@ func (sy *Syncer) globalEvents(ctx context.Context, sess *auth.Session, req Even
 	if err != nil {
 		return nil, err
 	}
-	listen := func() (*stream.Listener, error) { return sy.listenUser(ctx, sess.UserID) }
+	listen := func() (stream.Listener, error) { return sy.listenUser(ctx, sess.UserID) }
 	return sy.longPoll(ctx, sess, req.Timeout, listen, func(cur stream.Pos) ([]byte, bool, error) {
 		items, err := sy.userItems(ctx, sess, from, cur)
 		if err != nil {

@@ -131,7 +131,7 @@ func (sy *Syncer) Sync(ctx context.Context, sess *auth.Session, req SyncRequest)
 		}
 	}
 	req.ToDeviceAck = &ack
-	listen := func() (*stream.Listener, error) { return sy.listenUser(ctx, sess.UserID) }
+	listen := func() (stream.Listener, error) { return sy.listenUser(ctx, sess.UserID) }
 	var last *syncResponse
 	_, err := sy.longPoll(ctx, sess, req.Timeout, listen, func(cur stream.Pos) ([]byte, bool, error) {
 		resp, err := sy.buildSync(ctx, sess, req, cur)
@@ -153,10 +153,10 @@ func (sy *Syncer) Sync(ctx context.Context, sess *auth.Session, req SyncRequest)
 
 // listenUser registers a long-poll for anything concerning the user: their own key, and
 // the rooms they are joined to.
-func (sy *Syncer) listenUser(ctx context.Context, userID string) (*stream.Listener, error) {
+func (sy *Syncer) listenUser(ctx context.Context, userID string) (stream.Listener, error) {
 	ms, err := sy.hub.Memberships(ctx, userID)
 	if err != nil {
-		return nil, mxerr.Internal(err)
+		return stream.Listener{}, mxerr.Internal(err)
 	}
 	rooms := make([]string, 0, len(ms))
 	for _, m := range ms {
