@@ -272,11 +272,13 @@ func (sy *Syncer) syncRoomSections(ctx context.Context, sess *auth.Session, req 
 			}
 		case visibility.Invite:
 			if w.initial || changed {
-				ir, err := sy.invitedRoom(ctx, m)
+				ir, err := sy.invitedRoom(ctx, sess, m)
 				if err != nil {
 					return err
 				}
-				resp.Rooms.Invite[m.RoomID] = ir
+				if ir != nil {
+					resp.Rooms.Invite[m.RoomID] = ir
+				}
 			}
 		case visibility.Leave, visibility.Ban:
 			if m.Forgotten || !(changed && !w.initial || w.initial && f.Room.IncludeLeave) {
@@ -791,16 +793,27 @@ func (sy *Syncer) unread(ctx context.Context, userID string, room *live.Room, by
 var strippedTypes = []string{"m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
 	"m.room.canonical_alias", "m.room.encryption", "m.room.topic"}
 
-func (sy *Syncer) invitedRoom(ctx context.Context, m storage.Member) (*invitedRoom, error) {
+// invitedRoom is an invite's section of a sync response, or nil when the user ignores its
+// sender (m.ignored_user_list hides invites too, as in Synapse).
+func (sy *Syncer) invitedRoom(ctx context.Context, sess *auth.Session, m storage.Member) (*invitedRoom, error) {
+	invite, err := sy.store.EventByID(ctx, m.EventID)
+	if err != nil {
+		return nil, mxerr.Internal(err)
+	}
+	if !sess.IsGuest {
+		ignored, err := sy.hub.Ignored(ctx, sess.UserID)
+		if err != nil {
+			return nil, mxerr.Internal(err)
+		}
+		if _, ok := ignored[invite.Sender]; ok {
+			return nil, nil
+		}
+	}
 	keys := make([]storage.StateKeyOf, len(strippedTypes))
 	for i, t := range strippedTypes {
 		keys[i] = storage.StateKeyOf{Type: t}
 	}
 	state, err := sy.store.CurrentState(ctx, m.RoomID, keys...)
-	if err != nil {
-		return nil, mxerr.Internal(err)
-	}
-	invite, err := sy.store.EventByID(ctx, m.EventID)
 	if err != nil {
 		return nil, mxerr.Internal(err)
 	}

@@ -190,3 +190,34 @@ func TestEventsMarksRealUsersOnline(t *testing.T) {
 		t.Fatalf("a peeking guest became online: %s", got)
 	}
 }
+
+// Invites from users the reader ignores are left out of /sync, full and incremental (as
+// in Synapse; sytest 49ignore), while other users' invites still arrive.
+func TestIgnoredUsersInvitesHidden(t *testing.T) {
+	s := hstest.New(t)
+	alice := s.Register(t, "")
+	troll := s.Register(t, "")
+	friend := s.Register(t, "")
+	trollRoom := troll.CreateRoom(t, nil)
+	friendRoom := friend.CreateRoom(t, nil)
+	alice.Must(t, 200, "PUT", "user/"+url.PathEscape(alice.UserID)+"/account_data/m.ignored_user_list",
+		map[string]any{"ignored_users": map[string]any{troll.UserID: map[string]any{}}})
+	since := alice.Must(t, 200, "GET", "sync", nil).Get("next_batch").String()
+	troll.Must(t, 200, "POST", hstest.Room(trollRoom)+"/invite", map[string]any{"user_id": alice.UserID})
+	friend.Must(t, 200, "POST", hstest.Room(friendRoom)+"/invite", map[string]any{"user_id": alice.UserID})
+	for _, path := range []string{"sync?timeout=0&since=" + since, "sync"} {
+		r := alice.Must(t, 200, "GET", path, nil)
+		if r.Get("rooms.invite." + escapeKey(trollRoom)).Exists() {
+			t.Errorf("%s: the ignored user's invite is shown: %s", path, r.Get("rooms.invite").Raw)
+		}
+		if !r.Get("rooms.invite." + escapeKey(friendRoom)).Exists() {
+			t.Errorf("%s: the other invite is missing: %s", path, r.Get("rooms.invite").Raw)
+		}
+	}
+	// Unignoring brings it back in a full sync.
+	alice.Must(t, 200, "PUT", "user/"+url.PathEscape(alice.UserID)+"/account_data/m.ignored_user_list",
+		map[string]any{"ignored_users": map[string]any{}})
+	if r := alice.Must(t, 200, "GET", "sync", nil); !r.Get("rooms.invite." + escapeKey(trollRoom)).Exists() {
+		t.Errorf("after unignoring, the invite is missing: %s", r.Get("rooms.invite").Raw)
+	}
+}
