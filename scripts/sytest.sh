@@ -13,6 +13,8 @@ export GOTOOLCHAIN=go1.27.3
 RUNNER="${SYTEST_RUNNER:-$(cd .. && pwd)/shared/sytest/run.sh}"
 export PORTHOLE_BIN="$(mktemp -d)/porthole"
 go build -o "$PORTHOLE_BIN" ./cmd/porthole
-export SYTEST_HS_CMD='exec "$PORTHOLE_BIN" --listen "$SYTEST_HS_BIND_HOST:$SYTEST_HS_HTTP_PORT" --server-name "$SYTEST_HS_SERVER_NAME" --data "$SYTEST_HS_DATA_DIR" --log-level "${PORTHOLE_SYTEST_LOG_LEVEL:-info}" --rate-limit off 2>>"$SYTEST_HS_DATA_DIR/porthole.log"'
+export SYTEST_HS_CMD='exec "$PORTHOLE_BIN" --listen "$SYTEST_HS_BIND_HOST:$SYTEST_HS_HTTP_PORT" --server-name "$SYTEST_HS_SERVER_NAME" --data "$SYTEST_HS_DATA_DIR" --log-level "${PORTHOLE_SYTEST_LOG_LEVEL:-info}" --rate-limit off --push-allow-private on --push-trust "$SYTEST_CA" 2>>"$SYTEST_HS_DATA_DIR/porthole.log"'
+# sytest's push gateway listens on localhost with a certificate from sytest's own CA.
+export SYTEST_CA="$(cd "$SYTEST_DIR" && pwd)/keys/ca.crt"
 export PORTHOLE_BCRYPT_COST=4
 exec "$RUNNER" -t generic -x 'federation|remote' -B scripts/sytest-known-failures.txt "$@"

@@ -206,13 +206,13 @@ type gatewayDevice struct {
 	AppID     string                    `json:"app_id"`
 	PushKey   string                    `json:"pushkey"`
 	PushKeyTS int64                     `json:"pushkey_ts"`
-	Data      map[string]jsontext.Value `json:"data,omitempty"`
+	Data      map[string]jsontext.Value `json:"data"` // always an object, as Synapse sends it
 	Tweaks    map[string]jsontext.Value `json:"tweaks,omitempty"`
 }
 
 // deviceOf is the devices entry for a pusher: its data without the url (the spec).
 func deviceOf(p *storage.Pusher, tweaks map[string]jsontext.Value) gatewayDevice {
-	var data map[string]jsontext.Value
+	data := map[string]jsontext.Value{}
 	json.Unmarshal(p.Data, &data)
 	delete(data, "url")
 	return gatewayDevice{AppID: p.AppID, PushKey: p.PushKey, PushKeyTS: p.PushKeyTS / 1000, Data: data, Tweaks: tweaks}
