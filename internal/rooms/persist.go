@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -231,8 +232,10 @@ func (s *Service) prepare(ctx context.Context, r storage.Reader, room storage.Ro
 	if isCreate && version.RoomIDIsCreateEventID() {
 		ev.RoomID = ""
 	}
-	if room.HeadEventID != "" {
-		ev.PrevEvents = []id.EventID{id.EventID(room.HeadEventID)}
+	// A new event joins every fork of the room: its prev_events are the room's forward
+	// extremities (at most maxPrevEvents of them, as Synapse caps it).
+	for _, x := range prevEventsOf(room) {
+		ev.PrevEvents = append(ev.PrevEvents, id.EventID(x))
 	}
 	if p.Redacts != "" && !version.RedactsInContent() {
 		target := id.EventID(p.Redacts)
@@ -475,10 +478,19 @@ func (pc *persistContext) store(ev *pdu.PDU, raw []byte, eventID id.EventID, pos
 			}
 		}
 	}
-	if err := tx.SetRoomHead(ctx, pc.room.ID, stored.ID, ev.Depth); err != nil {
+	// The new event replaces the extremities it names.
+	var extremities []string
+	for _, x := range pc.room.Extremities {
+		if !slices.Contains(ev.PrevEvents, id.EventID(x)) {
+			extremities = append(extremities, x)
+		}
+	}
+	extremities = append(extremities, stored.ID)
+	depth := max(pc.room.Depth, ev.Depth)
+	if err := tx.SetRoomHead(ctx, pc.room.ID, stored.ID, extremities, depth); err != nil {
 		return nil, err
 	}
-	pc.room.HeadEventID, pc.room.Depth = stored.ID, ev.Depth
+	pc.room.HeadEventID, pc.room.Extremities, pc.room.Depth = stored.ID, extremities, depth
 	if p.TxnID != "" {
 		if err := tx.PutTxn(ctx, p.Sender, p.DeviceID, pc.room.ID, p.TxnID, stored.ID); err != nil {
 			return nil, err
@@ -503,6 +515,19 @@ func (pc *persistContext) store(ev *pdu.PDU, raw []byte, eventID id.EventID, pos
 	pub.Push = push
 	pc.pubs = append(pc.pubs, pub)
 	return stored, nil
+}
+
+// maxPrevEvents is the most prev_events a new event names.
+const maxPrevEvents = 10
+
+// prevEventsOf returns the prev_events of a new event of the room: its extremities, the
+// most recent ones when there are more than maxPrevEvents.
+func prevEventsOf(room storage.Room) []string {
+	x := room.Extremities
+	if len(x) > maxPrevEvents {
+		x = x[len(x)-maxPrevEvents:]
+	}
+	return x
 }
 
 // authError maps an auth-rule rejection to 403 M_FORBIDDEN.

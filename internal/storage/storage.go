@@ -67,9 +67,15 @@ type Room struct {
 	Version     string
 	Creator     string
 	Published   bool
+	// HeadEventID is the latest event persisted in the room; it changes with every event,
+	// so a writer can tell whether the room moved on since it read it.
 	HeadEventID string
-	Depth       int64
-	CreatedPos  stream.Pos
+	// Extremities are the room's forward extremities: the events nothing points at yet,
+	// which a new event names as its prev_events.
+	Extremities []string
+	// Depth is the greatest depth of the room's events.
+	Depth      int64
+	CreatedPos stream.Pos
 }
 
 // Event is a stored room event: the signed PDU plus what the server derived when it
@@ -100,6 +106,42 @@ type Event struct {
 	TxnDevice string
 	// RedactedBecause is the client-format JSON of the redaction that pruned this event.
 	RedactedBecause []byte
+	// StateGroup is the explicit state after the event (see StateGroup), or 0 when the
+	// state after it is the room's state as of its position (every event that extended the
+	// room's current state).
+	StateGroup int64
+	// Outlier is "" for events of the timeline; otherwise why the event is kept aside:
+	// OutlierPlain, OutlierSoftFailed or OutlierRejected (see OutlierReason).
+	Outlier       string
+	OutlierReason string
+}
+
+// Why an event is not in the timeline.
+const (
+	// OutlierPlain: an event fetched to check others, or part of a joined room's state.
+	OutlierPlain = "outlier"
+	// OutlierSoftFailed: accepted into the room's graph, but it failed against the room's
+	// current state, so clients never see it.
+	OutlierSoftFailed = "soft_failed"
+	// OutlierRejected: it failed the auth rules; kept so that it is not fetched again.
+	OutlierRejected = "rejected"
+)
+
+// MaxStateGroupDepth bounds the chain of groups one group may stand on.
+const MaxStateGroupDepth = 50
+
+// StateGroup is the state after an event that is not the room's state as of its position:
+// a base (the room's state as of BasePos, or the group PrevGroup when set) with Entries on
+// top (an empty EventID removes the key).
+type StateGroup struct {
+	ID        int64
+	RoomID    string
+	BasePos   stream.Pos
+	PrevGroup int64
+	// Depth is how many groups lie below this one (0: based on BasePos), bounded so that
+	// reading a group takes few queries.
+	Depth   int
+	Entries map[StateKeyOf]string
 }
 
 // IsState reports whether the event is a state event.
@@ -392,18 +434,26 @@ type Reader interface {
 	RoomEvents(ctx context.Context, roomID string, from, to stream.Pos, forward bool, limit int) ([]Event, error)
 	// CurrentState returns the room's current state events, all of them when keys is empty.
 	CurrentState(ctx context.Context, roomID string, keys ...StateKeyOf) ([]Event, error)
-	// StateAt returns the room's state after the event at pos (inclusive).
+	// StateAt returns the room's current state as it was at stream position pos (inclusive):
+	// the latest state delta per key up to pos.
 	StateAt(ctx context.Context, roomID string, pos stream.Pos, keys ...StateKeyOf) ([]Event, error)
-	// StateChanges returns, per (type, state_key), the latest state event with from < pos <= to.
+	// StateChanges returns, per (type, state_key), the event that became current last with
+	// from < pos <= to (keys that left the state are not reported).
 	StateChanges(ctx context.Context, roomID string, from, to stream.Pos) ([]Event, error)
+	// StateGroupEntries returns the entries of a state group and of the groups below it,
+	// nearest first, with the position its root is based on.
+	StateGroupChain(ctx context.Context, groupID int64) ([]StateGroup, error)
 	Member(ctx context.Context, roomID, userID string) (Member, error)
 	// MembershipsOf returns the user's current memberships (all rooms it has any in).
 	MembershipsOf(ctx context.Context, userID string) ([]Member, error)
 	// Members returns a room's current members with the given memberships (all if none).
 	Members(ctx context.Context, roomID string, memberships ...string) ([]Member, error)
-	// MemberEvents returns all m.room.member events of the room, ascending.
+	// MemberEvents returns the room's membership history: every m.room.member event as it
+	// became current, ascending, with Pos the position at which it did (an older event may
+	// become current again through state resolution) and PrevMembership the membership it
+	// replaced in the current state.
 	MemberEvents(ctx context.Context, roomID string) ([]Event, error)
-	// UserMemberEvents returns the member events whose state_key is userID, ascending.
+	// UserMemberEvents is MemberEvents for one user.
 	UserMemberEvents(ctx context.Context, roomID, userID string) ([]Event, error)
 	// NextStateEvent returns the first state event of the key after pos: the one that
 	// replaced the state event at pos (ErrNotFound if none did).
@@ -473,10 +523,17 @@ type Tx interface {
 	PutFilter(ctx context.Context, userID string, filter []byte) (int64, error)
 
 	CreateRoom(ctx context.Context, r Room) error
-	SetRoomHead(ctx context.Context, roomID, headEventID string, depth int64) error
+	// SetRoomHead records the room's latest event, its forward extremities and its depth.
+	SetRoomHead(ctx context.Context, roomID, headEventID string, extremities []string, depth int64) error
 	SetPublished(ctx context.Context, roomID string, published bool) error
 	InsertEvent(ctx context.Context, e *Event) error
+	// SetCurrentState makes eventID the room's current state for the key as of pos (an empty
+	// eventID removes the key), recording the change as a state delta.
 	SetCurrentState(ctx context.Context, roomID, evType, stateKey, eventID string, pos stream.Pos) error
+	// NewStateGroup stores a state group (its ID is assigned) and returns the ID.
+	NewStateGroup(ctx context.Context, g StateGroup) (int64, error)
+	// NextOutlierPos takes a position for an event kept out of the timeline.
+	NextOutlierPos(ctx context.Context) (stream.Pos, error)
 	SetMember(ctx context.Context, m Member) error
 	SetForgotten(ctx context.Context, roomID, userID string) error
 	PutTxn(ctx context.Context, userID, deviceID, roomID, txnID, eventID string) error

@@ -5,6 +5,8 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -178,25 +180,43 @@ func (r reader) Filter(ctx context.Context, userID string, filterID int64) ([]by
 
 func (r reader) Room(ctx context.Context, roomID string) (storage.Room, error) {
 	var rm storage.Room
-	err := r.row(ctx, `SELECT room_id, room_version, creator, published, head_event_id, depth, created_pos FROM rooms WHERE room_id = $1`, roomID).
-		Scan(&rm.ID, &rm.Version, &rm.Creator, &rm.Published, &rm.HeadEventID, &rm.Depth, &rm.CreatedPos)
-	return rm, translate(err)
+	var extremities string
+	err := r.row(ctx, `SELECT room_id, room_version, creator, published, head_event_id, extremities, depth, created_pos FROM rooms WHERE room_id = $1`, roomID).
+		Scan(&rm.ID, &rm.Version, &rm.Creator, &rm.Published, &rm.HeadEventID, &extremities, &rm.Depth, &rm.CreatedPos)
+	if err != nil {
+		return rm, translate(err)
+	}
+	if err := json.Unmarshal([]byte(extremities), &rm.Extremities); err != nil {
+		return rm, fmt.Errorf("room %s: bad extremities: %w", roomID, err)
+	}
+	return rm, nil
 }
 
-const eventCols = `pos, event_id, room_id, type, state_key, sender, depth, origin_ts, pdu, unsigned, visibility, membership, prev_membership, txn_id, txn_device, redacted_because`
+const eventCols = `pos, event_id, room_id, type, state_key, sender, depth, origin_ts, pdu, unsigned, visibility, membership, prev_membership, txn_id, txn_device, redacted_because, state_group, outlier, outlier_reason`
+
+// inTimeline is the condition that leaves out events kept aside (outliers, soft-failed
+// and rejected events), for every read of a room's timeline.
+const inTimeline = `outlier IS NULL`
 
 // eventColsE is eventCols qualified with the alias e.
 var eventColsE = "e." + strings.ReplaceAll(eventCols, ", ", ", e.")
 
 func scanEvent(rows interface{ Scan(...any) error }) (storage.Event, error) {
+	return scanEventWith(rows)
+}
+
+// scanEventWith scans the columns before eventCols into before, then the event.
+func scanEventWith(rows interface{ Scan(...any) error }, before ...any) (storage.Event, error) {
 	var e storage.Event
-	var sk, unsigned, memb, prevMemb, txn, txnDev, redacted sql.NullString
+	var sk, unsigned, memb, prevMemb, txn, txnDev, redacted, outlier, reason sql.NullString
+	var group sql.NullInt64
 	var pdu string
-	err := rows.Scan(&e.Pos, &e.ID, &e.RoomID, &e.Type, &sk, &e.Sender, &e.Depth, &e.OriginTS, &pdu, &unsigned,
-		&e.Visibility, &memb, &prevMemb, &txn, &txnDev, &redacted)
+	err := rows.Scan(append(before, &e.Pos, &e.ID, &e.RoomID, &e.Type, &sk, &e.Sender, &e.Depth, &e.OriginTS, &pdu, &unsigned,
+		&e.Visibility, &memb, &prevMemb, &txn, &txnDev, &redacted, &group, &outlier, &reason)...)
 	if err != nil {
 		return e, err
 	}
+	e.StateGroup, e.Outlier, e.OutlierReason = group.Int64, outlier.String, reason.String
 	e.StateKey = nullPtr(sk)
 	e.PDU = []byte(pdu)
 	if unsigned.Valid {
@@ -231,9 +251,9 @@ func (r reader) EventsByIDs(ctx context.Context, ids []string) ([]storage.Event,
 
 func (r reader) RoomEvents(ctx context.Context, roomID string, from, to stream.Pos, forward bool, limit int) ([]storage.Event, error) {
 	if forward {
-		return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND pos > $2 AND pos <= $3 ORDER BY pos ASC LIMIT $4`, roomID, from, to, limit))
+		return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND pos > $2 AND pos <= $3 AND `+inTimeline+` ORDER BY pos ASC LIMIT $4`, roomID, from, to, limit))
 	}
-	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND pos <= $2 AND pos > $3 ORDER BY pos DESC LIMIT $4`, roomID, from, to, limit))
+	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND pos <= $2 AND pos > $3 AND `+inTimeline+` ORDER BY pos DESC LIMIT $4`, roomID, from, to, limit))
 }
 
 // keyedUnion renders one point query per state key, joined with UNION ALL: query holds
@@ -262,21 +282,63 @@ func (r reader) CurrentState(ctx context.Context, roomID string, keys ...storage
 		append([]any{roomID}, args...)...))
 }
 
+// latestDeltas selects, per key, the event of the room's last state delta in the range
+// (event IDs; keys whose last delta removed them give none).
+const latestDeltas = `SELECT d.event_id FROM state_deltas d JOIN (
+	SELECT type, state_key, MAX(pos) AS pos FROM state_deltas WHERE room_id = $1 AND pos > $2 AND pos <= $3 GROUP BY type, state_key
+) l ON d.type = l.type AND d.state_key = l.state_key AND d.pos = l.pos
+WHERE d.room_id = $1 AND d.event_id IS NOT NULL`
+
 func (r reader) StateAt(ctx context.Context, roomID string, pos stream.Pos, keys ...storage.StateKeyOf) ([]storage.Event, error) {
 	if len(keys) == 0 {
-		return scanEvents(r.query(ctx, `SELECT `+eventColsE+` FROM events e JOIN (
-			SELECT MAX(pos) AS pos FROM events WHERE room_id = $1 AND state_key IS NOT NULL AND pos <= $2
-			GROUP BY type, state_key) latest ON latest.pos = e.pos ORDER BY e.pos`, roomID, pos))
+		return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE event_id IN (`+latestDeltas+`) ORDER BY pos`,
+			roomID, stream.Pos(math.MinInt64), pos))
 	}
-	latest, args := keyedUnion(`SELECT MAX(pos) FROM events WHERE room_id = $1 AND type = $T AND state_key = $K AND pos <= $2`, 3, keys)
-	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE pos IN (`+latest+`) ORDER BY pos`,
+	ids, args := keyedUnion(`SELECT event_id FROM state_deltas WHERE room_id = $1 AND type = $T AND state_key = $K AND pos =
+		(SELECT MAX(pos) FROM state_deltas WHERE room_id = $1 AND type = $T AND state_key = $K AND pos <= $2)`, 3, keys)
+	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE event_id IN (`+ids+`) ORDER BY pos`,
 		append([]any{roomID, pos}, args...)...))
 }
 
 func (r reader) StateChanges(ctx context.Context, roomID string, from, to stream.Pos) ([]storage.Event, error) {
-	return scanEvents(r.query(ctx, `SELECT `+eventColsE+` FROM events e JOIN (
-		SELECT MAX(pos) AS pos FROM events WHERE room_id = $1 AND state_key IS NOT NULL AND pos > $2 AND pos <= $3
-		GROUP BY type, state_key) latest ON latest.pos = e.pos ORDER BY e.pos`, roomID, from, to))
+	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE event_id IN (`+latestDeltas+`) ORDER BY pos`, roomID, from, to))
+}
+
+func (r reader) StateGroupChain(ctx context.Context, groupID int64) ([]storage.StateGroup, error) {
+	var chain []storage.StateGroup
+	for id := groupID; id != 0; {
+		var g storage.StateGroup
+		var prev sql.NullInt64
+		if err := r.row(ctx, `SELECT group_id, room_id, base_pos, prev_group, depth FROM state_groups WHERE group_id = $1`, id).
+			Scan(&g.ID, &g.RoomID, &g.BasePos, &prev, &g.Depth); err != nil {
+			return nil, translate(err)
+		}
+		g.PrevGroup = prev.Int64
+		rows, err := r.query(ctx, `SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = $1`, id)
+		if err != nil {
+			return nil, err
+		}
+		g.Entries = map[storage.StateKeyOf]string{}
+		for rows.Next() {
+			var k storage.StateKeyOf
+			var ev sql.NullString
+			if err := rows.Scan(&k.Type, &k.StateKey, &ev); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			g.Entries[k] = ev.String
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		chain = append(chain, g)
+		if len(chain) > storage.MaxStateGroupDepth+1 {
+			return nil, fmt.Errorf("state group %d: chain longer than %d", groupID, storage.MaxStateGroupDepth)
+		}
+		id = g.PrevGroup
+	}
+	return chain, nil
 }
 
 const memberCols = `room_id, user_id, membership, event_id, pos, forgotten, joined_pos`
@@ -309,11 +371,35 @@ func (r reader) Members(ctx context.Context, roomID string, memberships ...strin
 }
 
 func (r reader) MemberEvents(ctx context.Context, roomID string) ([]storage.Event, error) {
-	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND type = 'm.room.member' AND state_key IS NOT NULL ORDER BY pos`, roomID))
+	return r.memberDeltas(ctx, `SELECT d.pos, `+eventColsE+` FROM state_deltas d JOIN events e ON e.event_id = d.event_id
+		WHERE d.room_id = $1 AND d.type = 'm.room.member' ORDER BY d.pos`, roomID)
 }
 
 func (r reader) UserMemberEvents(ctx context.Context, roomID, userID string) ([]storage.Event, error) {
-	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND type = 'm.room.member' AND state_key = $2 ORDER BY pos`, roomID, userID))
+	return r.memberDeltas(ctx, `SELECT d.pos, `+eventColsE+` FROM state_deltas d JOIN events e ON e.event_id = d.event_id
+		WHERE d.room_id = $1 AND d.type = 'm.room.member' AND d.state_key = $2 ORDER BY d.pos`, roomID, userID)
+}
+
+// memberDeltas reads member events with the position they became current at, and sets
+// each one's PrevMembership to the membership it replaced.
+func (r reader) memberDeltas(ctx context.Context, q string, args ...any) ([]storage.Event, error) {
+	rows, err := r.query(ctx, q, args...)
+	evs, err := collect(rows, err, func(rows *sql.Rows) (storage.Event, error) {
+		var at stream.Pos
+		e, err := scanEventWith(rows, &at)
+		e.Pos = at
+		return e, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	last := map[string]string{}
+	for i := range evs {
+		u := *evs[i].StateKey
+		evs[i].PrevMembership = last[u]
+		last[u] = evs[i].Membership
+	}
+	return evs, nil
 }
 
 func (r reader) NextStateEvent(ctx context.Context, roomID string, key storage.StateKeyOf, after stream.Pos) (storage.Event, error) {

@@ -177,13 +177,22 @@ func (t *txn) PutFilter(ctx context.Context, userID string, filter []byte) (int6
 }
 
 func (t *txn) CreateRoom(ctx context.Context, r storage.Room) error {
-	_, err := t.exec(ctx, `INSERT INTO rooms (room_id, room_version, creator, published, head_event_id, depth, created_pos) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		r.ID, r.Version, r.Creator, r.Published, r.HeadEventID, r.Depth, r.CreatedPos)
+	_, err := t.exec(ctx, `INSERT INTO rooms (room_id, room_version, creator, published, head_event_id, extremities, depth, created_pos) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		r.ID, r.Version, r.Creator, r.Published, r.HeadEventID, extremitiesJSON(r.Extremities), r.Depth, r.CreatedPos)
 	return err
 }
 
-func (t *txn) SetRoomHead(ctx context.Context, roomID, headEventID string, depth int64) error {
-	return mustAffect(t.exec(ctx, `UPDATE rooms SET head_event_id = $1, depth = $2 WHERE room_id = $3`, headEventID, depth, roomID))
+func extremitiesJSON(ids []string) string {
+	if ids == nil {
+		ids = []string{}
+	}
+	raw, _ := json.Marshal(ids)
+	return string(raw)
+}
+
+func (t *txn) SetRoomHead(ctx context.Context, roomID, headEventID string, extremities []string, depth int64) error {
+	return mustAffect(t.exec(ctx, `UPDATE rooms SET head_event_id = $1, extremities = $2, depth = $3 WHERE room_id = $4`,
+		headEventID, extremitiesJSON(extremities), depth, roomID))
 }
 
 func (t *txn) SetPublished(ctx context.Context, roomID string, published bool) error {
@@ -191,16 +200,58 @@ func (t *txn) SetPublished(ctx context.Context, roomID string, published bool) e
 }
 
 func (t *txn) InsertEvent(ctx context.Context, e *storage.Event) error {
-	_, err := t.exec(ctx, `INSERT INTO events (`+eventCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+	var group sql.NullInt64
+	if e.StateGroup != 0 {
+		group = sql.NullInt64{Int64: e.StateGroup, Valid: true}
+	}
+	_, err := t.exec(ctx, `INSERT INTO events (`+eventCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
 		e.Pos, e.ID, e.RoomID, e.Type, ptrNull(e.StateKey), e.Sender, e.Depth, e.OriginTS, string(e.PDU), nullBytes(e.Unsigned),
-		e.Visibility, nullStr(e.Membership), nullStr(e.PrevMembership), nullStr(e.TxnID), nullStr(e.TxnDevice), nullBytes(e.RedactedBecause))
+		e.Visibility, nullStr(e.Membership), nullStr(e.PrevMembership), nullStr(e.TxnID), nullStr(e.TxnDevice), nullBytes(e.RedactedBecause),
+		group, nullStr(e.Outlier), nullStr(e.OutlierReason))
 	return err
 }
 
 func (t *txn) SetCurrentState(ctx context.Context, roomID, evType, stateKey, eventID string, pos stream.Pos) error {
-	_, err := t.exec(ctx, `INSERT INTO room_state (room_id, type, state_key, event_id, pos) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, pos = excluded.pos`, roomID, evType, stateKey, eventID, pos)
+	var err error
+	if eventID == "" {
+		_, err = t.exec(ctx, `DELETE FROM room_state WHERE room_id = $1 AND type = $2 AND state_key = $3`, roomID, evType, stateKey)
+	} else {
+		_, err = t.exec(ctx, `INSERT INTO room_state (room_id, type, state_key, event_id, pos) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (room_id, type, state_key) DO UPDATE SET event_id = excluded.event_id, pos = excluded.pos`, roomID, evType, stateKey, eventID, pos)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = t.exec(ctx, `INSERT INTO state_deltas (room_id, type, state_key, pos, event_id) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (room_id, type, state_key, pos) DO UPDATE SET event_id = excluded.event_id`, roomID, evType, stateKey, pos, nullStr(eventID))
 	return err
+}
+
+func (t *txn) NewStateGroup(ctx context.Context, g storage.StateGroup) (int64, error) {
+	id, err := t.bump(ctx, "state_group")
+	if err != nil {
+		return 0, err
+	}
+	var prev sql.NullInt64
+	if g.PrevGroup != 0 {
+		prev = sql.NullInt64{Int64: g.PrevGroup, Valid: true}
+	}
+	if _, err := t.exec(ctx, `INSERT INTO state_groups (group_id, room_id, base_pos, prev_group, depth) VALUES ($1, $2, $3, $4, $5)`,
+		id, g.RoomID, g.BasePos, prev, g.Depth); err != nil {
+		return 0, err
+	}
+	for k, ev := range g.Entries {
+		if _, err := t.exec(ctx, `INSERT INTO state_group_entries (group_id, type, state_key, event_id) VALUES ($1, $2, $3, $4)`,
+			id, k.Type, k.StateKey, nullStr(ev)); err != nil {
+			return 0, err
+		}
+	}
+	return id, nil
+}
+
+func (t *txn) NextOutlierPos(ctx context.Context) (stream.Pos, error) {
+	v, err := t.bump(ctx, "outlier")
+	return stream.Pos(v), err
 }
 
 func (t *txn) SetMember(ctx context.Context, m storage.Member) error {
