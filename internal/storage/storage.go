@@ -63,10 +63,10 @@ type TokenOwner struct {
 
 // Room is a room's durable head: its version and the end of its (linear) event graph.
 type Room struct {
-	ID          string
-	Version     string
-	Creator     string
-	Published   bool
+	ID        string
+	Version   string
+	Creator   string
+	Published bool
 	// HeadEventID is the latest event persisted in the room; it changes with every event,
 	// so a writer can tell whether the room moved on since it read it.
 	HeadEventID string
