@@ -127,20 +127,12 @@ const (
 	OutlierRejected = "rejected"
 )
 
-// MaxStateGroupDepth bounds the chain of groups one group may stand on.
-const MaxStateGroupDepth = 50
-
 // StateGroup is the state after an event that is not the room's state as of its position:
-// a base (the room's state as of BasePos, or the group PrevGroup when set) with Entries on
-// top (an empty EventID removes the key).
+// the room's state as of BasePos with Entries on top (an empty event ID removes the key).
 type StateGroup struct {
-	ID        int64
-	RoomID    string
-	BasePos   stream.Pos
-	PrevGroup int64
-	// Depth is how many groups lie below this one (0: based on BasePos), bounded so that
-	// reading a group takes few queries.
-	Depth   int
+	ID      int64
+	RoomID  string
+	BasePos stream.Pos
 	Entries map[StateKeyOf]string
 }
 
@@ -402,7 +394,10 @@ var ErrNotSupported = errors.New("not supported by this database")
 // a node reads it to catch up on what other nodes wrote. Typing, receipts, presence and
 // account data hold only their latest value per key, which is what readers need.
 type StreamBatch struct {
-	Events      []Event
+	Events []Event
+	// State is, per position, the events that became their room's current state there
+	// (an event with an empty ID: the key left the state).
+	State       map[stream.Pos][]Event
 	Receipts    []Receipt
 	Typing      []Typing
 	Presence    []Presence
@@ -440,9 +435,12 @@ type Reader interface {
 	// StateChanges returns, per (type, state_key), the event that became current last with
 	// from < pos <= to (keys that left the state are not reported).
 	StateChanges(ctx context.Context, roomID string, from, to stream.Pos) ([]Event, error)
-	// StateGroupEntries returns the entries of a state group and of the groups below it,
-	// nearest first, with the position its root is based on.
-	StateGroupChain(ctx context.Context, groupID int64) ([]StateGroup, error)
+	// StateGroup reads a state group.
+	StateGroup(ctx context.Context, groupID int64) (StateGroup, error)
+	// StateIDsAt is StateAt as a map of event IDs (no events read).
+	StateIDsAt(ctx context.Context, roomID string, pos stream.Pos) (map[StateKeyOf]string, error)
+	// CurrentStateIDs is the room's current state as a map of event IDs.
+	CurrentStateIDs(ctx context.Context, roomID string) (map[StateKeyOf]string, error)
 	Member(ctx context.Context, roomID, userID string) (Member, error)
 	// MembershipsOf returns the user's current memberships (all rooms it has any in).
 	MembershipsOf(ctx context.Context, userID string) ([]Member, error)

@@ -135,7 +135,8 @@ func (sy *Syncer) Event(ctx context.Context, sess *auth.Session, roomID, eventID
 		return nil, err
 	}
 	e, err := sy.store.EventByID(ctx, eventID)
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomID != roomID || e.Pos > a.upTo)) {
+	// Events kept out of the timeline (outliers, soft-failed) are not shown to clients.
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomID != roomID || e.Pos > a.upTo || e.Outlier != "")) {
 		return nil, notFound
 	} else if err != nil {
 		return nil, mxerr.Internal(err)
@@ -167,7 +168,7 @@ func (sy *Syncer) Context(ctx context.Context, sess *auth.Session, req ContextRe
 		return nil, err
 	}
 	e, err := sy.store.EventByID(ctx, req.EventID)
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomID != req.RoomID || e.Pos > a.upTo)) {
+	if errors.Is(err, storage.ErrNotFound) || (err == nil && (e.RoomID != req.RoomID || e.Pos > a.upTo || e.Outlier != "")) {
 		return nil, mxerr.NotFound("Event not found")
 	} else if err != nil {
 		return nil, mxerr.Internal(err)

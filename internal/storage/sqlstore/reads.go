@@ -304,41 +304,53 @@ func (r reader) StateChanges(ctx context.Context, roomID string, from, to stream
 	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE event_id IN (`+latestDeltas+`) ORDER BY pos`, roomID, from, to))
 }
 
-func (r reader) StateGroupChain(ctx context.Context, groupID int64) ([]storage.StateGroup, error) {
-	var chain []storage.StateGroup
-	for id := groupID; id != 0; {
-		var g storage.StateGroup
-		var prev sql.NullInt64
-		if err := r.row(ctx, `SELECT group_id, room_id, base_pos, prev_group, depth FROM state_groups WHERE group_id = $1`, id).
-			Scan(&g.ID, &g.RoomID, &g.BasePos, &prev, &g.Depth); err != nil {
-			return nil, translate(err)
-		}
-		g.PrevGroup = prev.Int64
-		rows, err := r.query(ctx, `SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = $1`, id)
-		if err != nil {
-			return nil, err
-		}
-		g.Entries = map[storage.StateKeyOf]string{}
-		for rows.Next() {
-			var k storage.StateKeyOf
-			var ev sql.NullString
-			if err := rows.Scan(&k.Type, &k.StateKey, &ev); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			g.Entries[k] = ev.String
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		chain = append(chain, g)
-		if len(chain) > storage.MaxStateGroupDepth+1 {
-			return nil, fmt.Errorf("state group %d: chain longer than %d", groupID, storage.MaxStateGroupDepth)
-		}
-		id = g.PrevGroup
+func (r reader) StateGroup(ctx context.Context, groupID int64) (storage.StateGroup, error) {
+	g := storage.StateGroup{ID: groupID, Entries: map[storage.StateKeyOf]string{}}
+	if err := r.row(ctx, `SELECT room_id, base_pos FROM state_groups WHERE group_id = $1`, groupID).Scan(&g.RoomID, &g.BasePos); err != nil {
+		return g, translate(err)
 	}
-	return chain, nil
+	rows, err := r.query(ctx, `SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = $1`, groupID)
+	if err != nil {
+		return g, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k storage.StateKeyOf
+		var ev sql.NullString
+		if err := rows.Scan(&k.Type, &k.StateKey, &ev); err != nil {
+			return g, err
+		}
+		g.Entries[k] = ev.String
+	}
+	return g, rows.Err()
+}
+
+func scanStateIDs(rows *sql.Rows, err error) (map[storage.StateKeyOf]string, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[storage.StateKeyOf]string{}
+	for rows.Next() {
+		var k storage.StateKeyOf
+		var ev string
+		if err := rows.Scan(&k.Type, &k.StateKey, &ev); err != nil {
+			return nil, err
+		}
+		out[k] = ev
+	}
+	return out, rows.Err()
+}
+
+func (r reader) StateIDsAt(ctx context.Context, roomID string, pos stream.Pos) (map[storage.StateKeyOf]string, error) {
+	return scanStateIDs(r.query(ctx, `SELECT d.type, d.state_key, d.event_id FROM state_deltas d JOIN (
+		SELECT type, state_key, MAX(pos) AS pos FROM state_deltas WHERE room_id = $1 AND pos <= $2 GROUP BY type, state_key
+	) l ON d.type = l.type AND d.state_key = l.state_key AND d.pos = l.pos
+	WHERE d.room_id = $1 AND d.event_id IS NOT NULL`, roomID, pos))
+}
+
+func (r reader) CurrentStateIDs(ctx context.Context, roomID string) (map[storage.StateKeyOf]string, error) {
+	return scanStateIDs(r.query(ctx, `SELECT type, state_key, event_id FROM room_state WHERE room_id = $1`, roomID))
 }
 
 const memberCols = `room_id, user_id, membership, event_id, pos, forgotten, joined_pos`
@@ -591,7 +603,10 @@ func (r reader) AccountDataOfUsers(ctx context.Context, userIDs []string, roomID
 func (r reader) StreamRange(ctx context.Context, from, to stream.Pos) (storage.StreamBatch, error) {
 	var b storage.StreamBatch
 	var err error
-	if b.Events, err = scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE pos > $1 AND pos <= $2 ORDER BY pos`, from, to)); err != nil {
+	if b.Events, err = scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE pos > $1 AND pos <= $2 AND `+inTimeline+` ORDER BY pos`, from, to)); err != nil {
+		return b, err
+	}
+	if b.State, err = r.stateDeltas(ctx, from, to); err != nil {
 		return b, err
 	}
 	if b.Receipts, err = scanReceipts(r.query(ctx, `SELECT `+receiptCols+` FROM receipts WHERE pos > $1 AND pos <= $2 ORDER BY pos`, from, to)); err != nil {
@@ -636,4 +651,47 @@ func ptrNull(s *string) sql.NullString {
 		return sql.NullString{}
 	}
 	return sql.NullString{String: *s, Valid: true}
+}
+
+// stateDeltas reads the current-state changes of every room in (from, to], by position.
+func (r reader) stateDeltas(ctx context.Context, from, to stream.Pos) (map[stream.Pos][]storage.Event, error) {
+	type delta struct {
+		pos                     stream.Pos
+		roomID, evType, key, id string
+	}
+	rows, err := r.query(ctx, `SELECT pos, room_id, type, state_key, event_id FROM state_deltas WHERE pos > $1 AND pos <= $2 ORDER BY pos`, from, to)
+	deltas, err := collect(rows, err, func(rows *sql.Rows) (delta, error) {
+		var d delta
+		var ev sql.NullString
+		err := rows.Scan(&d.pos, &d.roomID, &d.evType, &d.key, &ev)
+		d.id = ev.String
+		return d, err
+	})
+	if err != nil || len(deltas) == 0 {
+		return nil, err
+	}
+	var ids []string
+	for _, d := range deltas {
+		if d.id != "" {
+			ids = append(ids, d.id)
+		}
+	}
+	evs, err := r.EventsByIDs(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]*storage.Event, len(evs))
+	for i := range evs {
+		byID[evs[i].ID] = &evs[i]
+	}
+	out := map[stream.Pos][]storage.Event{}
+	for _, d := range deltas {
+		if e := byID[d.id]; e != nil {
+			out[d.pos] = append(out[d.pos], *e)
+		} else {
+			key := d.key
+			out[d.pos] = append(out[d.pos], storage.Event{RoomID: d.roomID, Type: d.evType, StateKey: &key})
+		}
+	}
+	return out, nil
 }

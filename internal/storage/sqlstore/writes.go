@@ -232,12 +232,7 @@ func (t *txn) NewStateGroup(ctx context.Context, g storage.StateGroup) (int64, e
 	if err != nil {
 		return 0, err
 	}
-	var prev sql.NullInt64
-	if g.PrevGroup != 0 {
-		prev = sql.NullInt64{Int64: g.PrevGroup, Valid: true}
-	}
-	if _, err := t.exec(ctx, `INSERT INTO state_groups (group_id, room_id, base_pos, prev_group, depth) VALUES ($1, $2, $3, $4, $5)`,
-		id, g.RoomID, g.BasePos, prev, g.Depth); err != nil {
+	if _, err := t.exec(ctx, `INSERT INTO state_groups (group_id, room_id, base_pos) VALUES ($1, $2, $3)`, id, g.RoomID, g.BasePos); err != nil {
 		return 0, err
 	}
 	for k, ev := range g.Entries {

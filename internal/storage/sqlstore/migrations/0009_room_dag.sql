@@ -22,14 +22,13 @@ INSERT INTO state_deltas (room_id, type, state_key, pos, event_id)
     SELECT room_id, type, state_key, pos, event_id FROM events WHERE state_key IS NOT NULL;
 
 -- The state after an event, for the events whose state after is not simply the room's
--- state as of their position (events on a fork, outliers): a group is its base (the room's
--- state as of base_pos, or another group) with entries on top (event_id NULL: removed).
+-- state as of their position (events on a fork, soft-failed events): the room's state as
+-- of base_pos with the group's entries on top (event_id NULL: removed). A fork differs from
+-- the resolved state in a few keys, so groups stay small.
 CREATE TABLE state_groups (
-    group_id   BIGINT PRIMARY KEY,
-    room_id    TEXT NOT NULL,
-    base_pos   BIGINT NOT NULL,
-    prev_group BIGINT,
-    depth      INTEGER NOT NULL
+    group_id BIGINT PRIMARY KEY,
+    room_id  TEXT NOT NULL,
+    base_pos BIGINT NOT NULL
 );
 CREATE TABLE state_group_entries (
     group_id  BIGINT NOT NULL,
