@@ -67,6 +67,16 @@ func (h *Hub) catchUpTurn(ctx context.Context, pos stream.Pos) error {
 	return nil
 }
 
+// stateAt lists the state changes of a batch at one position.
+func stateAt(b storage.StreamBatch, pos stream.Pos) []*storage.Event {
+	evs := b.State[pos]
+	out := make([]*storage.Event, len(evs))
+	for i := range evs {
+		out[i] = &evs[i]
+	}
+	return out
+}
+
 // eventPublished is a stored event as its writer published it: a redaction brings the new
 // stored forms of what it changed.
 func (h *Hub) eventPublished(ctx context.Context, e *storage.Event) Published {
@@ -100,6 +110,7 @@ func (h *Hub) published(ctx context.Context, b storage.StreamBatch) ([]Published
 	for i := range b.Events {
 		p := h.eventPublished(ctx, &b.Events[i])
 		p.Push = push[b.Events[i].Pos]
+		p.State = stateAt(b, b.Events[i].Pos)
 		pubs = append(pubs, p)
 	}
 	for _, r := range b.Receipts {
@@ -139,7 +150,9 @@ func (h *Hub) replay(ctx context.Context, r *Room, b storage.StreamBatch) {
 	var pubs []Published
 	for i := range b.Events {
 		if b.Events[i].RoomID == r.ID {
-			pubs = append(pubs, h.eventPublished(ctx, &b.Events[i]))
+			p := h.eventPublished(ctx, &b.Events[i])
+			p.State = stateAt(b, b.Events[i].Pos)
+			pubs = append(pubs, p)
 		}
 	}
 	for _, rc := range b.Receipts {

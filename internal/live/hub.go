@@ -21,8 +21,12 @@ type Published struct {
 	// RoomID is the room the item belongs to ("" for per-user items such as account data).
 	RoomID string
 	Item   Item
-	// Event is the stored event behind a KindEvent item (its state changes update the room).
+	// Event is the stored event behind a KindEvent item.
 	Event *storage.Event
+	// State are the events that became the room's current state with this item: the event
+	// itself for a state event that extends the room, other events (or none) when state
+	// resolution decided otherwise. An event without an ID removes its key.
+	State []*storage.Event
 	// Replaced are the new stored forms of events this item changed: the event it redacted,
 	// and the state event whose prev_content copied the redacted content.
 	Replaced []*storage.Event
@@ -176,8 +180,10 @@ func (h *Hub) publish(pubs []Published) {
 		}
 		// Members' /sync listeners subscribe to the room key (Notifier.ListenUser).
 		keys = append(keys, stream.RoomKey(p.RoomID))
-		if p.Event != nil && p.Event.Type == "m.room.member" && p.Event.StateKey != nil {
-			keys = append(keys, stream.UserKey(*p.Event.StateKey))
+		for _, e := range p.State {
+			if e.Type == "m.room.member" {
+				keys = append(keys, stream.UserKey(*e.StateKey))
+			}
 		}
 	}
 	if top > 0 {

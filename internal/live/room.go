@@ -165,9 +165,9 @@ func (r *Room) apply(p *Published) {
 	}
 	if e := p.Event; e != nil {
 		r.head = e.ID
-		if e.StateKey != nil {
-			r.applyState(e)
-		}
+	}
+	for _, e := range p.State {
+		r.applyStateAt(e, p.Item.Pos)
 	}
 	if p.Push != nil {
 		r.unread.add(p.Push)
@@ -184,6 +184,35 @@ func (r *Room) apply(p *Published) {
 			r.items = r.items[over:]
 		}
 	}
+}
+
+// applyStateAt applies an event that became current state at pos (an older event may
+// become current again through state resolution; an event without an ID removes its key).
+func (r *Room) applyStateAt(e *storage.Event, pos stream.Pos) {
+	if e.ID == "" {
+		removed := *e
+		removed.Membership = visibility.Leave
+		if e.Type != "m.room.member" {
+			removed.PDU = []byte(`{"content":{}}`)
+		}
+		e = &removed
+	}
+	if e.Pos != pos {
+		moved := *e
+		moved.Pos = pos
+		if e.Type == "m.room.member" {
+			moved.PrevMembership = r.membershipLocked(*e.StateKey)
+		}
+		e = &moved
+	}
+	r.applyState(e)
+}
+
+func (r *Room) membershipLocked(userID string) string {
+	if h := r.members[userID]; len(h) > 0 {
+		return h[len(h)-1].Membership
+	}
+	return ""
 }
 
 // applyState updates settings and memberships for a state event.

@@ -195,7 +195,7 @@ func TestEvictIdle(t *testing.T) {
 func member(pos stream.Pos, user, membership, prev string) *Published {
 	e := &storage.Event{Pos: pos, ID: fmt.Sprintf("$%d", pos), RoomID: "!r", Type: "m.room.member", StateKey: &user, Sender: user,
 		PDU: []byte(`{"content":{"membership":"` + membership + `"}}`), Membership: membership, PrevMembership: prev, Visibility: "shared"}
-	return &Published{RoomID: "!r", Item: EventItem(e), Event: e}
+	return &Published{RoomID: "!r", Item: EventItem(e), Event: e, State: []*storage.Event{e}}
 }
 
 // A user's membership history in memory is bounded however often they join and leave;

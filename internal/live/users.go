@@ -174,10 +174,17 @@ func (h *Hub) applyUser(p *Published) {
 			h.onAccountData(p.AccountDataOf)
 		}
 	}
-	if e := p.Event; e != nil && e.Type == "m.room.member" && e.StateKey != nil {
+	for _, e := range p.State {
+		if e.Type != "m.room.member" {
+			continue
+		}
+		membership := e.Membership
+		if e.ID == "" {
+			membership = "leave"
+		}
 		// A user loaded from storage may already know a later membership.
-		if u := h.users[*e.StateKey]; u != nil && u.rooms[e.RoomID].Pos < e.Pos {
-			u.rooms[e.RoomID] = storage.Member{RoomID: e.RoomID, UserID: *e.StateKey, Membership: e.Membership, EventID: e.ID, Pos: e.Pos}
+		if u := h.users[*e.StateKey]; u != nil && u.rooms[e.RoomID].Pos < p.Item.Pos {
+			u.rooms[e.RoomID] = storage.Member{RoomID: e.RoomID, UserID: *e.StateKey, Membership: membership, EventID: e.ID, Pos: p.Item.Pos}
 		}
 	}
 }

@@ -497,6 +497,9 @@ func (pc *persistContext) store(ev *pdu.PDU, raw []byte, eventID id.EventID, pos
 		}
 	}
 	pub := live.Published{RoomID: pc.room.ID, Item: live.EventItem(stored), Event: stored}
+	if stored.StateKey != nil {
+		pub.State = []*storage.Event{stored}
+	}
 	if p.Type == "m.room.redaction" {
 		changed, err := pc.applyRedaction(stored, p.Redacts)
 		if err != nil {
