@@ -41,6 +41,11 @@ type Config struct {
 	ServerName     string
 	DefaultVersion string
 	Key            *federation.SigningKey
+	// Resolve is state resolution, for rooms whose graph forks (federation).
+	Resolve Resolver
+	// GetKey finds other servers' signing keys, for the auth rules that check signatures
+	// (restricted joins) on events received over federation.
+	GetKey pdu.GetKeyFunc
 }
 
 // Service writes room events.

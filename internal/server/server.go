@@ -31,6 +31,7 @@ import (
 	"porthole/internal/outbox"
 	"porthole/internal/ratelimit"
 	"porthole/internal/rooms"
+	"porthole/internal/storage"
 	"porthole/internal/storage/sqlstore"
 	"porthole/internal/stream"
 	"porthole/internal/syncer"
@@ -50,6 +51,7 @@ type Server struct {
 	syncer   *syncer.Syncer
 	outbox   *outbox.Outbox
 	pushes   *notify.Service
+	rooms    *rooms.Service
 	handler  http.Handler
 }
 
@@ -128,7 +130,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		store.Close()
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts, syncer: sy,
+	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts, syncer: sy, rooms: roomSvc,
 		outbox: ob, pushes: pushes}
 	s.handler = s.buildHandler()
 	s.startCrossNode()
@@ -183,6 +185,12 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // API exposes the client API (tests walk its routes).
 func (s *Server) API() *client.API { return s.api }
+
+// Store exposes the database (tests read what clients are not shown, such as prev_events).
+func (s *Server) Store() storage.Store { return s.store }
+
+// Rooms exposes the rooms service (tests persist remote events through it).
+func (s *Server) Rooms() *rooms.Service { return s.rooms }
 
 // Hub exposes the live hub (tests evict rooms to race loads with writes).
 func (s *Server) Hub() *live.Hub { return s.hub }
