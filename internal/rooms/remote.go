@@ -525,4 +525,3 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
-
