@@ -9,9 +9,11 @@ package clientevent
 import (
 	"encoding/json/jsontext"
 	"strconv"
+	"strings"
 
 	"github.com/tidwall/gjson"
 
+	"porthole/internal/relations"
 	"porthole/internal/storage"
 	"porthole/internal/stream"
 )
@@ -33,6 +35,8 @@ type Encoded struct {
 	Redacted       bool
 	// HasURL reports a string content.url, for contains_url filters.
 	HasURL bool
+	// rel is the relation the event declares (nil for none).
+	rel *storage.Relation
 
 	// prefix is `{...,"unsigned":{` followed by the stored unsigned members, if any.
 	prefix   []byte
@@ -51,6 +55,11 @@ func Encode(e *storage.Event) *Encoded {
 	enc.HasURL = fields[2].Type == gjson.String
 	if content == "" || content[0] != '{' {
 		content = "{}"
+	}
+	if strings.Contains(content, "m.relates_to") {
+		if r, ok := relations.OfContent(e, []byte(content)); ok {
+			enc.rel = &r
+		}
 	}
 	// Clients read redacts at the top level (room v1-v10) or in content (v11+): give both,
 	// whatever the room version (MSC2174).
@@ -114,6 +123,17 @@ func appendStringField(b []byte, name, value string) []byte {
 	return b
 }
 
+// Relation is the relation the event declares, nil when none (it is a relations.Child).
+func (e *Encoded) Relation() *storage.Relation { return e.rel }
+
+// RelType is the type of the event's own relation, "" when it has none.
+func (e *Encoded) RelType() string {
+	if e.rel == nil {
+		return ""
+	}
+	return e.rel.RelType
+}
+
 // Reader identifies who an event is written for.
 type Reader struct {
 	UserID   string
@@ -124,6 +144,12 @@ type Reader struct {
 // the reader's membership at the event (MSC4115), and the transaction ID only for the
 // device that sent it.
 func (e *Encoded) Append(b []byte, nowMS int64, membership string, r Reader) []byte {
+	return e.AppendWith(b, nowMS, membership, r, nil)
+}
+
+// AppendWith is Append with more members of unsigned (such as the bundled "m.relations"):
+// extra appends them (`"key":value`, comma separated) when it is not nil.
+func (e *Encoded) AppendWith(b []byte, nowMS int64, membership string, r Reader, extra func([]byte) []byte) []byte {
 	b = append(b, e.prefix...)
 	if e.hasInner {
 		b = append(b, ',')
@@ -137,6 +163,9 @@ func (e *Encoded) Append(b []byte, nowMS int64, membership string, r Reader) []b
 	if e.TxnID != "" && r.UserID == e.Sender && r.DeviceID == e.TxnDevice {
 		b = append(b, `,"transaction_id":`...)
 		b, _ = jsontext.AppendQuote(b, e.TxnID)
+	}
+	if extra != nil {
+		b = extra(append(b, ','))
 	}
 	return append(b, '}', '}')
 }

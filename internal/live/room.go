@@ -50,6 +50,8 @@ type Room struct {
 	items     []Item
 	base      stream.Pos // every item of the room with Pos > base is in items
 	limit     int
+	// children indexes the window's events by the event they relate to.
+	children childIndex
 }
 
 // WorldReadable reports whether the room is world-readable now.
@@ -149,7 +151,9 @@ func (r *Room) apply(p *Published) {
 		}
 		for i := range r.items {
 			if r.items[i].Kind == KindEvent && r.items[i].Event.ID == e.ID {
+				r.children.remove(r.items[i].Event)
 				r.items[i] = EventItem(e)
+				r.children.add(r.items[i].Event)
 			}
 		}
 		// A redacted current setting takes effect with its stripped content.
@@ -176,7 +180,13 @@ func (r *Room) apply(p *Published) {
 		r.unread.read(p.Item.UserID, p.Item.Thread, p.Item.ReadUpTo)
 	}
 	r.items = append(r.items, p.Item)
+	if p.Item.Kind == KindEvent {
+		r.children.add(p.Item.Event)
+	}
 	if over := len(r.items) - r.limit; over > 0 {
+		for i := range over {
+			r.children.dropped(&r.items[i])
+		}
 		r.base = r.items[over-1].Pos
 		if cap(r.items) > 2*r.limit {
 			r.items = slices.Clone(r.items[over:])
@@ -274,7 +284,7 @@ func loadRoom(ctx context.Context, st storage.Reader, roomID string, cur stream.
 	}
 	r := &Room{ID: roomID, Version: info.Version, Creator: info.Creator, hv: visibility.Shared,
 		settingIDs: make(map[string]string), members: make(map[string][]Change), truncated: make(map[string]struct{}), joined: make(map[string]struct{}), invited: make(map[string]struct{}),
-		names: make(map[string]memberName), limit: limit}
+		names: make(map[string]memberName), limit: limit, children: childIndex{}}
 	if r.unread, err = loadUnread(ctx, st, roomID, cur); err != nil {
 		return nil, err
 	}
@@ -340,6 +350,11 @@ func loadRoom(ctx context.Context, st storage.Reader, roomID string, cur stream.
 	if over := len(r.items) - limit; over > 0 {
 		r.base = r.items[over-1].Pos
 		r.items = slices.Clone(r.items[over:])
+	}
+	for i := range r.items {
+		if r.items[i].Kind == KindEvent {
+			r.children.add(r.items[i].Event)
+		}
 	}
 	return r, nil
 }

@@ -11,7 +11,7 @@ import (
 
 func testRoom(limit int) *Room {
 	return &Room{ID: "!r", members: map[string][]Change{}, truncated: map[string]struct{}{}, settingIDs: map[string]string{}, joined: map[string]struct{}{}, invited: map[string]struct{}{},
-		names: map[string]memberName{}, unread: newUnreadIndex(), limit: limit}
+		names: map[string]memberName{}, unread: newUnreadIndex(), limit: limit, children: childIndex{}}
 }
 
 func message(pos stream.Pos, sender string) *Published {

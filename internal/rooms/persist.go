@@ -297,6 +297,9 @@ func (s *Service) prepare(ctx context.Context, r storage.Reader, room storage.Ro
 			return nil, err
 		}
 	}
+	if err := checkRelation(ctx, r, room, p, content); err != nil {
+		return nil, err
+	}
 	return &prepared{p: p, room: room, ev: ev, eventID: eventID, raw: raw, byKey: byKey}, nil
 }
 
@@ -468,6 +471,9 @@ func (pc *persistContext) store(ev *pdu.PDU, raw []byte, eventID id.EventID, pos
 		}
 	}
 	if err := tx.InsertEvent(ctx, stored); err != nil {
+		return nil, err
+	}
+	if err := pc.storeRelation(stored); err != nil {
 		return nil, err
 	}
 	if p.StateKey != nil {

@@ -136,6 +136,9 @@ func (pc *persistContext) applyRedaction(redaction *storage.Event, target string
 	if err := tx.Redact(ctx, target, pruned, because); err != nil {
 		return nil, err
 	}
+	if err := pc.dropRelation(target); err != nil {
+		return nil, err
+	}
 	orig.PDU, orig.RedactedBecause = pruned, because
 	changed := []*storage.Event{&orig}
 	if orig.StateKey == nil {

@@ -158,6 +158,50 @@ type Member struct {
 	JoinedPos stream.Pos
 }
 
+// Relation is an event that relates to another: its content's m.relates_to names a
+// rel_type and a parent event_id. It carries what aggregations need of the child, so that
+// bundling reads neither PDUs nor the events table.
+type Relation struct {
+	EventID string
+	RoomID  string
+	Parent  string
+	RelType string
+	// Key is an m.annotation's key ("" for other types).
+	Key string
+	// NewContent reports an m.new_content object in the content (a valid m.replace has one).
+	NewContent bool
+	Pos        stream.Pos
+	Type       string
+	Sender     string
+	OriginTS   int64
+	// Visibility is the history visibility in force at the child (Event.Visibility).
+	Visibility string
+}
+
+// Relation returns r itself: stored relations are children as internal/relations
+// aggregates them.
+func (r *Relation) Relation() *Relation { return r }
+
+// RelationQuery selects children of one event (GET /relations): those with
+// After < pos <= UpTo, oldest first when Forward, else newest first, at most Limit. Empty
+// filters match anything; Recurse also follows relations of relations (three levels).
+type RelationQuery struct {
+	RoomID, Parent     string
+	RelType, EventType string
+	Sender, Key        string
+	After, UpTo        stream.Pos
+	Forward            bool
+	Limit              int
+	Recurse            bool
+}
+
+// Thread is a thread root with the position and ID of its latest reply.
+type Thread struct {
+	RootID    string
+	LatestPos stream.Pos
+	LatestID  string
+}
+
 // PushActions is what one member's push rules decided for an event.
 type PushActions struct {
 	Notify    bool
@@ -483,6 +527,21 @@ type Reader interface {
 	StreamRange(ctx context.Context, from, to stream.Pos) (StreamBatch, error)
 	OutboxReader
 	PushReader
+	RelationReader
+}
+
+// RelationReader reads event relations and threads.
+type RelationReader interface {
+	// RelationChildren returns the children of the parents in a room by the aggregated
+	// relation types (m.thread, m.replace, m.reference) with pos <= upTo, newest first, at
+	// most perType of each parent and type.
+	RelationChildren(ctx context.Context, roomID string, parents []string, upTo stream.Pos, perType int) ([]Relation, error)
+	// Relations returns one event's children as q selects them.
+	Relations(ctx context.Context, q RelationQuery) ([]Relation, error)
+	// Threads returns the room's threads whose latest reply is before pos before, latest
+	// first, at most limit; with a participant, only the threads whose root or a reply
+	// the participant sent.
+	Threads(ctx context.Context, roomID string, before stream.Pos, participant string, limit int) ([]Thread, error)
 }
 
 // Tx is the write side, valid inside Store.Write.
@@ -548,6 +607,13 @@ type Tx interface {
 	PutTyping(ctx context.Context, t Typing) error
 	PutPresence(ctx context.Context, p Presence) error
 	PutAccountData(ctx context.Context, a AccountData) error
+	// PutRelation records an event's relation and, for a thread reply, makes it its
+	// thread's latest.
+	PutRelation(ctx context.Context, r Relation) error
+	// DeleteRelation forgets an event's relation (it was redacted) and, for a thread reply,
+	// gives its thread its new latest reply, or ends the thread. ErrNotFound when the event
+	// had none.
+	DeleteRelation(ctx context.Context, eventID string) error
 	// PutPushOutcome records what the push rules decided for an event.
 	PutPushOutcome(ctx context.Context, o PushOutcome) error
 	// PutPusher creates the user's pusher for (app ID, pushkey) or updates it, keeping its

@@ -66,7 +66,12 @@ func (sy *Syncer) Events(ctx context.Context, sess *auth.Session, req EventsRequ
 		if err != nil {
 			return nil, false, err
 		}
-		res := renderStream(v, items, from, scanEnd, req.Limit)
+		res, err := renderStream(v, items, from, scanEnd, req.Limit, func(evs []*clientevent.Encoded) (*aggregates, error) {
+			return sy.aggregate(ctx, v, room, scanEnd, evs)
+		})
+		if err != nil {
+			return nil, false, err
+		}
 		// A storage read that stopped early answers now, so the client continues.
 		return res.body(from), res.visible || scanEnd < cur, nil
 	})
@@ -134,21 +139,19 @@ func (r *streamResult) body(from stream.Pos) []byte {
 }
 
 // renderStream turns items in (from, to] into an /events chunk for v: visible room events
-// (at most limit), then the latest presence of each user, the latest typing set, and the
-// receipts. When limit cuts the events, end is the last returned event and later
-// ephemeral items wait for the next call, so feeding end back never skips or repeats.
-func renderStream(v *viewer, items []live.Item, from, to stream.Pos, limit int) streamResult {
-	return renderItems(v, items, func(i int) (bool, string) { return v.sees(items[i].Event) }, from, to, limit)
+// (at most limit, with the aggregations aggregate gives them), then the latest presence of
+// each user, the latest typing set, and the receipts. When limit cuts the events, end is
+// the last returned event and later ephemeral items wait for the next call, so feeding end
+// back never skips or repeats.
+func renderStream(v *viewer, items []live.Item, from, to stream.Pos, limit int, aggregate func([]*clientevent.Encoded) (*aggregates, error)) (streamResult, error) {
+	return renderItems(v, items, func(i int) (bool, string) { return v.sees(items[i].Event) }, from, to, limit, aggregate)
 }
 
 // renderItems is renderStream with the visibility decision for item i given by judge.
-func renderItems(v *viewer, items []live.Item, judge func(i int) (bool, string), from, to stream.Pos, limit int) streamResult {
+func renderItems(v *viewer, items []live.Item, judge func(i int) (bool, string), from, to stream.Pos, limit int,
+	aggregate func([]*clientevent.Encoded) (*aggregates, error)) (streamResult, error) {
 	res := streamResult{end: to}
-	type shown struct {
-		ev *clientevent.Encoded
-		m  string
-	}
-	var events []shown
+	var events shownEvents
 	for i, it := range items {
 		if it.Kind != live.KindEvent || it.Pos > to {
 			continue
@@ -161,7 +164,7 @@ func renderItems(v *viewer, items []live.Item, judge func(i int) (bool, string),
 			res.end = events[len(events)-1].ev.Pos
 			break
 		}
-		events = append(events, shown{it.Event, m})
+		events = append(events, shownEvent{it.Event, m})
 	}
 	var (
 		typing      *live.Item
@@ -192,7 +195,14 @@ func renderItems(v *viewer, items []live.Item, judge func(i int) (bool, string),
 	}
 	if !anything {
 		res.end = from
-		return res
+		return res, nil
+	}
+	var ag *aggregates
+	if len(events) > 0 {
+		var err error
+		if ag, err = aggregate(events.events()); err != nil {
+			return res, err
+		}
 	}
 	b := make([]byte, 0, 1024)
 	n := 0
@@ -204,7 +214,7 @@ func renderItems(v *viewer, items []live.Item, judge func(i int) (bool, string),
 	}
 	for _, s := range events {
 		sep()
-		b = v.appendEvent(b, s.ev, s.m)
+		b = ag.appendEvent(b, v, s.ev, s.m)
 	}
 	for _, p := range presence {
 		sep()
@@ -223,7 +233,7 @@ func renderItems(v *viewer, items []live.Item, judge func(i int) (bool, string),
 		b = append(b, a.EDU...)
 	}
 	res.chunk, res.visible = b, n > 0
-	return res
+	return res, nil
 }
 
 // globalEvents is the deprecated /events without room_id: everything in the rooms the
@@ -244,7 +254,10 @@ func (sy *Syncer) globalEvents(ctx context.Context, sess *auth.Session, req Even
 		if err != nil {
 			return nil, false, err
 		}
-		res := renderMulti(v, items, from, cur, req.Limit)
+		res, err := sy.renderMulti(ctx, v, items, from, cur, req.Limit)
+		if err != nil {
+			return nil, false, err
+		}
 		return res.body(from), res.visible, nil
 	})
 }
@@ -253,6 +266,8 @@ func (sy *Syncer) globalEvents(ctx context.Context, sess *auth.Session, req Even
 type roomedItem struct {
 	live.Item
 	history []live.Change
+	// upTo is the last position of the room the viewer may read (their leave, if they left).
+	upTo stream.Pos
 	// own marks the viewer's own invite, which reaches them whatever the room's history
 	// visibility (as in Synapse, the caller's own membership events always do).
 	own bool
@@ -298,7 +313,7 @@ func (sy *Syncer) userItems(ctx context.Context, sess *auth.Session, from, to st
 		}
 		for _, it := range items {
 			if it.Pos <= scanEnd {
-				out = append(out, roomedItem{Item: it, history: hist})
+				out = append(out, roomedItem{Item: it, history: hist, upTo: upTo})
 			}
 		}
 	}
@@ -331,7 +346,7 @@ func (sy *Syncer) userItems(ctx context.Context, sess *auth.Session, from, to st
 }
 
 // renderMulti is renderStream over several rooms: visibility uses each item's room history.
-func renderMulti(v *viewer, items []roomedItem, from, to stream.Pos, limit int) streamResult {
+func (sy *Syncer) renderMulti(ctx context.Context, v *viewer, items []roomedItem, from, to stream.Pos, limit int) (streamResult, error) {
 	flat := make([]live.Item, len(items))
 	histories := make([][]live.Change, len(items))
 	for i, it := range items {
@@ -349,5 +364,36 @@ func renderMulti(v *viewer, items []roomedItem, from, to stream.Pos, limit int) 
 		}
 		return visibility.CanSee(flat[i].Event.Visibility, m, false), m
 	}
-	return renderItems(v, flat, judge, from, to, limit)
+	// Aggregations are computed room by room, each with the reader's history there.
+	roomHistory := make(map[string][]live.Change)
+	roomUpTo := make(map[string]stream.Pos)
+	for _, it := range items {
+		if it.Kind == live.KindEvent && !it.own {
+			roomHistory[it.Event.RoomID], roomUpTo[it.Event.RoomID] = it.history, it.upTo
+		}
+	}
+	aggregate := func(evs []*clientevent.Encoded) (*aggregates, error) {
+		byRoom := make(map[string][]*clientevent.Encoded)
+		for _, e := range evs {
+			if _, ok := roomHistory[e.RoomID]; ok {
+				byRoom[e.RoomID] = append(byRoom[e.RoomID], e)
+			}
+		}
+		all := &aggregates{}
+		for roomID, roomEvs := range byRoom {
+			room, err := sy.hub.Room(ctx, roomID)
+			if err != nil {
+				return nil, mxerr.Internal(err)
+			}
+			rv := *v
+			rv.history = roomHistory[roomID]
+			ag, err := sy.aggregate(ctx, &rv, room, roomUpTo[roomID], roomEvs)
+			if err != nil {
+				return nil, err
+			}
+			all.merge(ag)
+		}
+		return all, nil
+	}
+	return renderItems(v, flat, judge, from, to, limit, aggregate)
 }

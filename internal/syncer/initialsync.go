@@ -31,7 +31,7 @@ func (sy *Syncer) RoomInitialSync(ctx context.Context, sess *auth.Session, roomI
 	b := []byte(`{"room_id":`)
 	b, _ = jsontext.AppendQuote(b, roomID)
 	b = append(b, `,"messages":`...)
-	b, err = sy.appendMessages(ctx, b, v, roomID, a.upTo, limit)
+	b, err = sy.appendMessages(ctx, b, v, a.room, a.upTo, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +77,8 @@ func directoryVisibility(published bool) string {
 
 // appendMessages writes {chunk, start, end} with the latest limit events up to upTo, in
 // order, filtered for v after the limit is applied (as Synapse does).
-func (sy *Syncer) appendMessages(ctx context.Context, b []byte, v *viewer, roomID string, upTo stream.Pos, limit int) ([]byte, error) {
+func (sy *Syncer) appendMessages(ctx context.Context, b []byte, v *viewer, room *live.Room, upTo stream.Pos, limit int) ([]byte, error) {
+	roomID := room.ID
 	var evs []storage.Event
 	if limit > 0 {
 		var err error
@@ -90,21 +91,20 @@ func (sy *Syncer) appendMessages(ctx context.Context, b []byte, v *viewer, roomI
 	if len(evs) > 0 {
 		start = evs[len(evs)-1].Pos - 1
 	}
-	b = append(b, `{"chunk":[`...)
-	n := 0
+	var shown shownEvents
 	for i := len(evs) - 1; i >= 0; i-- {
 		enc := clientevent.Encode(&evs[i])
-		ok, m := v.sees(enc)
-		if !ok {
-			continue
+		if ok, m := v.sees(enc); ok {
+			shown = append(shown, shownEvent{enc, m})
 		}
-		if n > 0 {
-			b = append(b, ',')
-		}
-		n++
-		b = v.appendEvent(b, enc, m)
 	}
-	b = append(b, `],"start":"`...)
+	ag, err := sy.aggregate(ctx, v, room, upTo, shown.events())
+	if err != nil {
+		return nil, err
+	}
+	b = append(b, `{"chunk":`...)
+	b = shown.appendList(b, v, ag)
+	b = append(b, `,"start":"`...)
 	b = start.AppendToken(b)
 	b = append(b, `","end":"`...)
 	b = upTo.AppendToken(b)
@@ -248,7 +248,7 @@ func (sy *Syncer) GlobalInitialSync(ctx context.Context, sess *auth.Session, lim
 				return nil, mxerr.Internal(err)
 			}
 			b = append(b, `,"messages":`...)
-			if b, err = sy.appendMessages(ctx, b, v, m.RoomID, upTo, limit); err != nil {
+			if b, err = sy.appendMessages(ctx, b, v, room, upTo, limit); err != nil {
 				return nil, err
 			}
 			b = append(b, `,"state":`...)

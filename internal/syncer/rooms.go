@@ -62,7 +62,7 @@ func (sy *Syncer) Messages(ctx context.Context, sess *auth.Session, req Messages
 		bound = min(bound, a.upTo)
 	}
 
-	var chunk [][]byte
+	var chunk shownEvents
 	var senders []string
 	cursor, exhausted := from, false
 	if req.Limit > 0 {
@@ -75,7 +75,7 @@ func (sy *Syncer) Messages(ctx context.Context, sess *auth.Session, req Messages
 			if !ok {
 				return true
 			}
-			chunk = append(chunk, v.appendEvent(nil, enc, m))
+			chunk = append(chunk, shownEvent{enc, m})
 			if !slices.Contains(senders, e.Sender) {
 				senders = append(senders, e.Sender)
 			}
@@ -85,8 +85,12 @@ func (sy *Syncer) Messages(ctx context.Context, sess *auth.Session, req Messages
 			return nil, err
 		}
 	}
+	ag, err := sy.aggregate(ctx, v, a.room, a.upTo, chunk.events())
+	if err != nil {
+		return nil, err
+	}
 	b := []byte(`{"chunk":`)
-	b = appendJSONList(b, chunk)
+	b = chunk.appendList(b, v, ag)
 	b = append(b, `,"start":"`...)
 	b = from.AppendToken(b)
 	b = append(b, '"')
@@ -150,7 +154,11 @@ func (sy *Syncer) Event(ctx context.Context, sess *auth.Session, roomID, eventID
 	if !ok {
 		return nil, notFound
 	}
-	return v.appendEvent(nil, enc, m), nil
+	ag, err := sy.aggregate(ctx, v, a.room, a.upTo, []*clientevent.Encoded{enc})
+	if err != nil {
+		return nil, err
+	}
+	return ag.appendEvent(nil, v, enc, m), nil
 }
 
 // ContextRequest is a parsed GET /rooms/{roomId}/context/{eventId}.
@@ -185,8 +193,8 @@ func (sy *Syncer) Context(ctx context.Context, sess *auth.Session, req ContextRe
 	before := req.Limit / 2
 	after := req.Limit - before
 	senders := map[string]bool{e.Sender: true}
-	collect := func(forward bool, want int) ([][]byte, stream.Pos, error) {
-		var out [][]byte
+	collect := func(forward bool, want int) (shownEvents, stream.Pos, error) {
+		var out shownEvents
 		cursor, bound := e.Pos-1, stream.Pos(0)
 		if forward {
 			cursor, bound = e.Pos, a.upTo
@@ -201,7 +209,7 @@ func (sy *Syncer) Context(ctx context.Context, sess *auth.Session, req ContextRe
 			xe := clientevent.Encode(x)
 			if ok, m := v.sees(xe); ok {
 				senders[x.Sender] = true
-				out = append(out, v.appendEvent(nil, xe, m))
+				out = append(out, shownEvent{xe, m})
 			}
 			return len(out) < want
 		})
@@ -222,12 +230,17 @@ func (sy *Syncer) Context(ctx context.Context, sess *auth.Session, req ContextRe
 	if req.Filter != nil && req.Filter.LazyLoadMembers {
 		state = keepMembers(state, senders)
 	}
+	all := append(append(shownEvents{{enc, m}}, evBefore...), evAfter...)
+	ag, err := sy.aggregate(ctx, v, a.room, a.upTo, all.events())
+	if err != nil {
+		return nil, err
+	}
 	b := []byte(`{"event":`)
-	b = v.appendEvent(b, enc, m)
+	b = ag.appendEvent(b, v, enc, m)
 	b = append(b, `,"events_before":`...)
-	b = appendJSONList(b, evBefore)
+	b = evBefore.appendList(b, v, ag)
 	b = append(b, `,"events_after":`...)
-	b = appendJSONList(b, evAfter)
+	b = evAfter.appendList(b, v, ag)
 	b = append(b, `,"start":"`...)
 	b = start.AppendToken(b)
 	b = append(b, `","end":"`...)

@@ -521,11 +521,20 @@ func (sy *Syncer) buildRoomView(ctx context.Context, v *viewer, room *live.Room,
 		return nil, err
 	}
 	rv.events = events
+	rv.timeline.Limited = truncated || rv.newlyJoined
+	// As in Synapse, only a limited timeline carries aggregations: otherwise the client
+	// has every child event itself. An incremental sync that is not limited (a woken
+	// long-poll, typically) therefore computes none.
+	var ag *aggregates
+	if rv.timeline.Limited {
+		if ag, err = sy.aggregate(ctx, v, room, upTo, events); err != nil {
+			return nil, err
+		}
+	}
 	rv.timeline.Events = make([]jsontext.Value, len(events))
 	for i, e := range events {
-		rv.timeline.Events[i] = f.ApplyEventFields(e.Append(nil, v.nowMS, memberships[i], v.reader))
+		rv.timeline.Events[i] = f.ApplyEventFields(ag.appendEvent(nil, v, e, memberships[i]))
 	}
-	rv.timeline.Limited = truncated || rv.newlyJoined
 	start := upTo
 	if len(events) > 0 {
 		start = events[0].Pos - 1

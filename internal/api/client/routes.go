@@ -78,6 +78,9 @@ type route struct {
 	// unstable also serves the route under /_matrix/client/unstable, where clients and
 	// sytest written before Matrix 1.1 call the cross-signing endpoints (as Synapse does).
 	unstable bool
+	// clientV1 serves the route only under /_matrix/client/v1, where the spec puts the
+	// endpoints added after v3 (relations, threads).
+	clientV1 bool
 }
 
 // clientPrefixes serve every versioned route: v3, and r0 for older clients and sytest.
@@ -137,6 +140,10 @@ func (a *API) routes() []route {
 		{method: "GET", path: "/rooms/{roomId}/joined_members", access: members, h: a.joinedMembers},
 		{method: "GET", path: "/rooms/{roomId}/messages", access: guestsOK, h: a.messages},
 		{method: "GET", path: "/rooms/{roomId}/context/{eventId}", access: guestsOK, h: a.context},
+		{method: "GET", path: "/rooms/{roomId}/relations/{eventId}", access: guestsOK, h: a.relations, clientV1: true},
+		{method: "GET", path: "/rooms/{roomId}/relations/{eventId}/{relType}", access: guestsOK, h: a.relations, clientV1: true},
+		{method: "GET", path: "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", access: guestsOK, h: a.relations, clientV1: true},
+		{method: "GET", path: "/rooms/{roomId}/threads", access: members, h: a.threads, clientV1: true},
 
 		{method: "GET", path: "/sync", access: guestsOK, h: a.syncHandler},
 		{method: "POST", path: "/user/{userId}/filter", access: members, h: a.postFilter},
@@ -225,6 +232,8 @@ func (a *API) Routes() []Route {
 
 func prefixesOf(rt route) []string {
 	switch {
+	case rt.clientV1:
+		return []string{"/_matrix/client/v1"}
 	case rt.v1:
 		return append(append([]string{}, clientPrefixes...), "/_matrix/client/api/v1")
 	case rt.unstable:
