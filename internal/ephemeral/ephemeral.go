@@ -146,6 +146,11 @@ func (s *Service) PutReceipt(ctx context.Context, roomID, userID, receiptType, e
 	if err != nil {
 		return err
 	}
+	if threadID != "" {
+		if err := s.checkReceiptThread(ctx, target, threadID); err != nil {
+			return err
+		}
+	}
 	_, err = s.hub.Commit(ctx, func(tx storage.Tx) ([]live.Published, error) {
 		// Receipts only move forwards: one for an older event than the current one is
 		// accepted and ignored (as in Synapse).

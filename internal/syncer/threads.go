@@ -2,20 +2,15 @@ package syncer
 
 import (
 	"context"
-	"encoding/json/v2"
 	"errors"
 	"math"
 	"strconv"
-
-	"maunium.net/go/mautrix/federation/pdu"
-	"maunium.net/go/mautrix/id"
 
 	"porthole/internal/auth"
 	"porthole/internal/clientevent"
 	"porthole/internal/mxerr"
 	"porthole/internal/storage"
 	"porthole/internal/stream"
-	"porthole/internal/visibility"
 )
 
 // RelationsRequest is a parsed GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]].
@@ -158,9 +153,11 @@ const threadScanCap = 1000
 
 // Threads lists a room's thread roots, latest activity first, each with its aggregations.
 // Only threads the reader can see are listed: a visible root with at least one visible
-// reply (by someone the reader does not ignore). A root the reader's ignored user sent is
-// given redacted, as the spec says. next_batch is the position of the last thread's
-// latest reply: the next page has the threads active before it.
+// reply by someone the reader does not ignore. A root sent by a user the reader ignores
+// is left out, as Synapse does (the spec would send it redacted, but a redacted event
+// without a redaction breaks the event schemas clients check). next_batch is the
+// position of the last thread's latest reply: the next page has the threads active
+// before it.
 func (sy *Syncer) Threads(ctx context.Context, sess *auth.Session, req ThreadsRequest) ([]byte, error) {
 	a, err := sy.access(ctx, sess, req.RoomID)
 	if err != nil {
@@ -248,13 +245,7 @@ func (sy *Syncer) threadRoots(ctx context.Context, a *roomAccess, v *viewer, thr
 		enc := clientevent.Encode(e)
 		ok, m := v.sees(enc)
 		if !ok {
-			_, ignored := v.ignored[e.Sender]
-			if !ignored || !visibility.CanSee(e.Visibility, m, v.peeking) {
-				continue
-			}
-			if enc, err = redactedCopy(e, a.room.Version); err != nil {
-				return nil, mxerr.Internal(err)
-			}
+			continue
 		}
 		out = append(out, shownEvent{enc, m})
 	}
@@ -268,20 +259,4 @@ func (s shownEvents) find(id string) *shownEvent {
 		}
 	}
 	return nil
-}
-
-// redactedCopy is an event as its room version's redaction algorithm leaves it, without
-// being redacted in storage (a thread root from a user the reader ignores).
-func redactedCopy(e *storage.Event, version string) (*clientevent.Encoded, error) {
-	var p pdu.PDU
-	if err := json.Unmarshal(e.PDU, &p); err != nil {
-		return nil, err
-	}
-	raw, err := json.Marshal(p.Redact(id.RoomVersion(version)))
-	if err != nil {
-		return nil, err
-	}
-	cp := *e
-	cp.PDU, cp.Unsigned = raw, nil
-	return clientevent.Encode(&cp), nil
 }

@@ -2,6 +2,7 @@ package client
 
 import (
 	"encoding/json/jsontext"
+	"encoding/json/v2"
 	"net/http"
 	"time"
 
@@ -37,20 +38,28 @@ func (a *API) typing(w http.ResponseWriter, r *http.Request, s *auth.Session) er
 
 func (a *API) receipt(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
 	var body struct {
-		ThreadID string `json:"thread_id"`
+		ThreadID jsontext.Value `json:"thread_id"`
 	}
 	if err := a.optionalJSON(r, &body); err != nil {
 		return err
 	}
 	roomID, eventID, rtype := r.PathValue("roomId"), r.PathValue("eventId"), r.PathValue("receiptType")
+	// As Synapse: a thread_id given must be a non-empty string, and not on m.fully_read;
+	// the service then checks that the event is in that thread.
+	threadID := ""
+	if body.ThreadID != nil {
+		if err := json.Unmarshal(body.ThreadID, &threadID); err != nil || threadID == "" {
+			return mxerr.InvalidParam("thread_id field must be a non-empty string")
+		}
+		if rtype == "m.fully_read" {
+			return mxerr.InvalidParam("thread_id is not compatible with m.fully_read receipts")
+		}
+	}
 	var err error
 	if rtype == "m.fully_read" {
 		err = a.eph.SetFullyRead(r.Context(), roomID, s.UserID, eventID)
 	} else {
-		if body.ThreadID != "" && body.ThreadID != "main" && body.ThreadID[0] != '$' {
-			return mxerr.InvalidParam("thread_id must be \"main\" or an event ID")
-		}
-		err = a.eph.PutReceipt(r.Context(), roomID, s.UserID, rtype, eventID, body.ThreadID)
+		err = a.eph.PutReceipt(r.Context(), roomID, s.UserID, rtype, eventID, threadID)
 	}
 	if err != nil {
 		return err
