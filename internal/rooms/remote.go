@@ -190,6 +190,9 @@ func (pc *persistContext) acceptRemote(re RemoteEvent, before, after, current St
 	if err := tx.InsertEvent(ctx, stored); err != nil {
 		return err
 	}
+	if err := pc.storeRelation(stored); err != nil {
+		return err
+	}
 	changes, err := pc.applyCurrentState(current, newCurrent, pos)
 	if err != nil {
 		return err

@@ -186,3 +186,42 @@ func gjsonKey(s string) string {
 	}
 	return string(out)
 }
+
+// A remote thread reply counts in the root's aggregations like a local one; a rejected or
+// soft-failed one does not.
+func TestRemoteRelationsAggregate(t *testing.T) {
+	s := hstest.New(t)
+	alice := s.Register(t, "")
+	room := alice.CreateRoom(t, map[string]any{"preset": "public_chat"})
+	root := id.EventID(alice.Send(t, room, "root"))
+	rs := newRemote(t, s)
+	bob := "@bob:" + rs.name
+	head := lastEvent(t, alice, room)
+	state := roomState(t, alice, room)
+	reply := func(prev []id.EventID, depth int64, st map[[2]string]id.EventID, body string) (*pdu.PDU, id.EventID) {
+		return rs.event(room, prev, depth, st, bob, "m.room.message", nil, map[string]any{"msgtype": "m.text", "body": body,
+			"m.relates_to": map[string]string{"rel_type": "m.thread", "event_id": string(root)}})
+	}
+	count := func() int64 {
+		ev := alice.Must(t, 200, "GET", hstest.Room(room)+"/event/"+url.PathEscape(string(root)), nil)
+		return ev.Get(`unsigned.m\.relations.m\.thread.count`).Int()
+	}
+	stranger, strangerID := reply([]id.EventID{head.id}, head.depth+1, state, "not a member")
+	if got := rs.persist(room, stranger, strangerID); got != rooms.Rejected || count() != 0 {
+		t.Fatalf("a rejected reply: %s, count %d", got, count())
+	}
+	join, joinID := rs.event(room, []id.EventID{head.id}, head.depth+1, state, bob, "m.room.member", sk(bob), map[string]string{"membership": "join"})
+	if got := rs.persist(room, join, joinID); got != rooms.Accepted {
+		t.Fatalf("remote join: %s", got)
+	}
+	joined := roomState(t, alice, room)
+	ok, okID := reply([]id.EventID{joinID}, head.depth+2, joined, "hello")
+	if got := rs.persist(room, ok, okID); got != rooms.Accepted || count() != 1 {
+		t.Fatalf("an accepted reply: %s, count %d", got, count())
+	}
+	alice.Must(t, 200, "POST", hstest.Room(room)+"/ban", map[string]any{"user_id": bob})
+	late, lateID := reply([]id.EventID{okID}, head.depth+3, joined, "sent before I knew")
+	if got := rs.persist(room, late, lateID); got != rooms.SoftFailed || count() != 1 {
+		t.Fatalf("a soft-failed reply: %s, count %d", got, count())
+	}
+}
