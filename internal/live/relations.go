@@ -60,9 +60,10 @@ func (x childIndex) dropped(it *Item) {
 	delete(x, it.Event.ID)
 }
 
-// Children returns, for each parent that is in the room's window, its children there
-// (with positions up to any later publication: callers apply their own upper bound), and
-// lists the parents that are not in the window, whose children must be read from storage.
+// Children returns the children in the room's window of those parents that are in it and
+// have any (with positions up to any later publication: callers apply their own upper
+// bound), and lists the parents that are not in the window, whose children must be read
+// from storage. A long-poll woken by new events allocates nothing here.
 func (r *Room) Children(parents []*clientevent.Encoded) (inWindow map[string][]*clientevent.Encoded, missing []*clientevent.Encoded) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -71,10 +72,12 @@ func (r *Room) Children(parents []*clientevent.Encoded) (inWindow map[string][]*
 			missing = append(missing, p)
 			continue
 		}
-		if inWindow == nil {
-			inWindow = make(map[string][]*clientevent.Encoded, len(parents))
+		if children := r.children[p.ID]; len(children) > 0 {
+			if inWindow == nil {
+				inWindow = make(map[string][]*clientevent.Encoded)
+			}
+			inWindow[p.ID] = children
 		}
-		inWindow[p.ID] = r.children[p.ID]
 	}
 	return inWindow, missing
 }

@@ -2,12 +2,13 @@ package syncer
 
 import (
 	"context"
+	"encoding/json/jsontext"
+	"encoding/json/v2"
 	"slices"
 	"strconv"
 
-	"encoding/json/jsontext"
-
 	"porthole/internal/clientevent"
+	"porthole/internal/filter"
 	"porthole/internal/live"
 	"porthole/internal/mxerr"
 	"porthole/internal/relations"
@@ -77,22 +78,25 @@ func (sy *Syncer) aggregate(ctx context.Context, v *viewer, room *live.Room, upT
 	if room != nil {
 		inWindow, missing = room.Children(parents)
 	}
+	if len(inWindow) == 0 && len(missing) == 0 {
+		return nil, nil
+	}
 	ag := &aggregates{}
 	var needEvents []string
-	storedEdit := map[string]string{}   // parent ID -> edit event ID, to resolve
-	storedLatest := map[string]string{} // parent ID -> latest reply ID, to resolve
+	var storedEdit, storedLatest map[string]string // parent ID -> edit / latest reply ID, to read
+	visible := func(c *clientevent.Encoded) bool { return v.childVisible(c.Pos, c.Visibility, c.Sender, upTo) }
+	arena := make([]bundle, 0, len(inWindow))
 	for _, p := range parents {
 		children, ok := inWindow[p.ID]
 		if !ok {
 			continue
 		}
-		b := relations.Aggregate(parentOf(p), children, v.reader.UserID, func(c *clientevent.Encoded) bool {
-			return v.childVisible(c.Pos, c.Visibility, c.Sender, upTo)
-		})
+		b := relations.Aggregate(parentOf(p), children, v.reader.UserID, visible)
 		if b.Empty() {
 			continue
 		}
-		ag.add(p.ID, &bundle{threadCount: b.ThreadCount, latest: b.ThreadLatest, participated: b.Participated, edit: b.Edit, references: b.References})
+		arena = append(arena, bundle{threadCount: b.ThreadCount, latest: b.ThreadLatest, participated: b.Participated, edit: b.Edit, references: b.References})
+		ag.add(p.ID, &arena[len(arena)-1])
 	}
 	if len(missing) > 0 {
 		ids := make([]string, len(missing))
@@ -120,6 +124,9 @@ func (sy *Syncer) aggregate(ctx context.Context, v *viewer, room *live.Room, upT
 				continue
 			}
 			ag.add(p.ID, &bundle{threadCount: b.ThreadCount, participated: b.Participated, references: b.References})
+			if storedLatest == nil {
+				storedLatest, storedEdit = map[string]string{}, map[string]string{}
+			}
 			if b.ThreadCount > 0 {
 				storedLatest[p.ID] = b.ThreadLatest.EventID
 				needEvents = append(needEvents, b.ThreadLatest.EventID)
@@ -198,7 +205,7 @@ func (ag *aggregates) merge(other *aggregates) {
 
 func (ag *aggregates) add(id string, b *bundle) {
 	if ag.byID == nil {
-		ag.byID = make(map[string]*bundle)
+		ag.byID = make(map[string]*bundle, 8)
 	}
 	ag.byID[id] = b
 }
@@ -211,6 +218,31 @@ func (ag *aggregates) appendEvent(b []byte, v *viewer, e *clientevent.Encoded, m
 	return e.AppendWith(b, v.nowMS, visibility.ClientMembership(membership), v.reader, func(b []byte) []byte {
 		return ag.appendRelations(b, v, ag.byID[e.ID], 0)
 	})
+}
+
+// appendFiltered writes an event for v with the filter's event_fields applied, and then
+// its aggregations, which (as in Synapse) are always returned.
+func (ag *aggregates) appendFiltered(v *viewer, f *filter.Filter, e *clientevent.Encoded, membership string) []byte {
+	bun := ag.get(e.ID)
+	if f == nil || len(f.EventFields) == 0 || bun == nil {
+		return f.ApplyEventFields(ag.appendEvent(nil, v, e, membership))
+	}
+	var obj map[string]jsontext.Value
+	if json.Unmarshal(f.ApplyEventFields(v.appendEvent(nil, e, membership)), &obj) != nil {
+		return ag.appendEvent(nil, v, e, membership)
+	}
+	unsigned := map[string]jsontext.Value{}
+	if raw, ok := obj["unsigned"]; ok {
+		json.Unmarshal(raw, &unsigned)
+	}
+	rel := ag.appendRelations(nil, v, bun, 0)
+	unsigned["m.relations"] = jsontext.Value(rel[len(`"m.relations":`):])
+	obj["unsigned"], _ = json.Marshal(unsigned, json.Deterministic(true))
+	out, err := json.Marshal(obj, json.Deterministic(true))
+	if err != nil {
+		return ag.appendEvent(nil, v, e, membership)
+	}
+	return out
 }
 
 // appendRelations writes "m.relations":{...}. The events it carries are written as

@@ -533,7 +533,7 @@ func (sy *Syncer) buildRoomView(ctx context.Context, v *viewer, room *live.Room,
 	}
 	rv.timeline.Events = make([]jsontext.Value, len(events))
 	for i, e := range events {
-		rv.timeline.Events[i] = f.ApplyEventFields(ag.appendEvent(nil, v, e, memberships[i]))
+		rv.timeline.Events[i] = ag.appendFiltered(v, f, e, memberships[i])
 	}
 	start := upTo
 	if len(events) > 0 {

@@ -652,3 +652,21 @@ func TestThreadedReceiptsMatchThreads(t *testing.T) {
 	alice.Must(t, 200, "POST", hstest.Room(room)+"/receipt/m.read/"+url.PathEscape(reply), map[string]any{})
 	alice.MustErr(t, 400, "M_INVALID_PARAM", "POST", hstest.Room(room)+"/receipt/m.fully_read/"+url.PathEscape(plain), map[string]any{"thread_id": "main"})
 }
+
+// A filter's event_fields do not strip aggregations (Synapse adds them after filtering).
+func TestAggregationsSurviveEventFields(t *testing.T) {
+	s := hstest.New(t)
+	alice := s.Register(t, "")
+	room := alice.CreateRoom(t, nil)
+	alice.Send(t, room, "before")
+	root := alice.Send(t, room, "root")
+	reply := alice.SendEvent(t, room, "m.room.message", threadReply(root, "r"))
+	f := url.QueryEscape(`{"event_fields":["event_id","type","sender","origin_server_ts","content.body","content.msgtype"],` +
+		`"room":{"state":{"types":[]},"timeline":{"limit":2,"types":["m.room.message"]}}}`)
+	tl := joinedRoom(alice.Must(t, 200, "GET", "sync?filter="+f, nil), room).Get("timeline")
+	ev := find(tl.Get("events").Array(), root)
+	if !tl.Get("limited").Bool() || ev.Get("content.body").String() != "root" || ev.Get("room_id").Exists() || ev.Get("unsigned.age").Exists() ||
+		relationsOf(ev).Get(`m\.thread.latest_event.event_id`).String() != reply {
+		t.Fatalf("filtered root: %s", tl.Raw)
+	}
+}
