@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,8 @@ type fanoutConfig struct {
 	drain       time.Duration
 	pollTimeout int
 	settle      time.Duration
+	// threads makes every message a reply in one thread, whose root is sent at set-up.
+	threads bool
 }
 
 // FanoutResult is what one fanout run measured.
@@ -70,6 +73,7 @@ func runFanout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.DurationVar(&cfg.drain, "drain", 10*time.Second, "how long to wait for deliveries after the last send")
 	fs.IntVar(&cfg.pollTimeout, "poll-timeout", 30000, "long-poll timeout in ms")
 	fs.DurationVar(&cfg.settle, "settle", 2*time.Second, "wait after set-up when the server has no porthole_longpoll_waiting metric")
+	fs.BoolVar(&cfg.threads, "threads", false, "send every message as a reply in one thread (m.thread relation to a root sent at set-up)")
 	useNull := fs.Bool("null", false, "measure the in-process null server instead of a target")
 	compare := fs.Bool("compare-null", false, "measure the null server first, then the target, and report the ratios")
 	if err := fs.Parse(args); err != nil {
@@ -183,6 +187,13 @@ func fanout(ctx context.Context, tg *targets, cfg fanoutConfig, log io.Writer) (
 		return nil, fmt.Errorf("creating the room: %w", err)
 	}
 	fmt.Fprintf(log, "fanout %s: room %s, setting up %d %s watchers\n", base, roomID, W, cfg.mode)
+	root := ""
+	if cfg.threads {
+		raw, err := sender.do(ctx, "PUT", "rooms/"+url.PathEscape(roomID)+"/send/m.room.message/root", map[string]any{"msgtype": "m.text", "body": "thread root"})
+		if root = stringField(raw, `"event_id":"`); err != nil || root == "" {
+			return nil, fmt.Errorf("sending the thread root: %v %.200s", err, raw)
+		}
+	}
 
 	// Set up watchers with bounded concurrency: register, then join (sync mode) and take
 	// a starting token, so nothing sent later can be missed.
@@ -256,6 +267,9 @@ func fanout(ctx context.Context, tg *targets, cfg fanoutConfig, log io.Writer) (
 		}
 		t0 := time.Now()
 		content := map[string]any{"msgtype": "m.text", "body": "bench " + strconv.Itoa(s), "bench_seq": s, "bench_sent_us": t0.UnixMicro()}
+		if root != "" {
+			content["m.relates_to"] = map[string]any{"rel_type": "m.thread", "event_id": root}
+		}
 		if err := sender.send(ctx, roomID, fmt.Sprintf("b%d-%d", runStart.UnixNano(), s), content); err != nil {
 			tick.Stop()
 			return nil, fmt.Errorf("sending message %d: %w", s, err)
