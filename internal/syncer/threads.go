@@ -48,10 +48,14 @@ func (sy *Syncer) visibleEvent(ctx context.Context, a *roomAccess, v *viewer, ev
 
 // Relations pages through the events that relate to one event: newest first unless
 // Forward, the same position tokens as /messages, each child filtered by history
-// visibility as the timeline is and sent with its own aggregations.
+// visibility as the timeline is and sent with its own aggregations. A parent the caller
+// may not read is 404, whether the room, the event or the access is missing (the spec).
 func (sy *Syncer) Relations(ctx context.Context, sess *auth.Session, req RelationsRequest) ([]byte, error) {
 	a, err := sy.access(ctx, sess, req.RoomID)
-	if err != nil {
+	if e, ok := mxerr.As(err); ok && e.Status == 403 {
+		// The spec's answer for a parent the caller may not read, unknown rooms included.
+		return nil, mxerr.NotFound("Event not found")
+	} else if err != nil {
 		return nil, err
 	}
 	v, err := sy.filteringViewer(ctx, sess, a.room, a.peeking)
