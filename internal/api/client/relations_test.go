@@ -210,7 +210,7 @@ func TestIncrementalSyncAndNewRelations(t *testing.T) {
 	bob.Join(t, room)
 	since := alice.Must(t, 200, "GET", "sync", nil).Get("next_batch").String()
 	root := alice.Send(t, room, "root")
-	reply := bob.SendEvent(t, room, "m.room.message", threadReply(root, "r"))
+	bob.SendEvent(t, room, "m.room.message", threadReply(root, "r"))
 	r := alice.Must(t, 200, "GET", "sync?timeout=0&since="+since, nil)
 	tl := joinedRoom(r, room).Get("timeline")
 	if tl.Get("limited").Bool() || relationsOf(find(tl.Get("events").Array(), root)).Exists() {
@@ -223,7 +223,6 @@ func TestIncrementalSyncAndNewRelations(t *testing.T) {
 		t.Fatalf("incremental timeline: %v", got)
 	}
 	checkBundle(t, "after the replies", getEvent(t, alice, room, root), 2, second, "", true, "", nil)
-	_ = reply
 }
 
 // GET /relations pages both ways, filters by relation and event type, and recurses.
@@ -405,10 +404,9 @@ func TestEditAggregation(t *testing.T) {
 		t.Errorf("the original's content was replaced: %s", ev.Raw)
 	}
 	// An edit of an edit, and edits of state events, are not bundled.
-	editOfEdit := alice.SendEvent(t, room, "m.room.message", edit(good, "again"))
+	alice.SendEvent(t, room, "m.room.message", edit(good, "again"))
 	checkBundle(t, "the edit itself", getEvent(t, alice, room, good), 0, "", "", false, "", nil)
 	checkBundle(t, "after an edit of an edit", getEvent(t, alice, room, msg), 0, "", "", false, good, nil)
-	_ = editOfEdit
 	topic := alice.SetState(t, room, "m.room.topic", "", map[string]any{"topic": "t"})
 	alice.SendEvent(t, room, "m.room.topic", edit(topic, "t2"))
 	checkBundle(t, "state event", getEvent(t, alice, room, topic), 0, "", "", false, "", nil)
@@ -541,7 +539,7 @@ func TestRelationsAndIgnoredUsers(t *testing.T) {
 	fine := bob.SendEvent(t, room, "m.room.message", threadReply(root, "fine"))
 	noise := troll.SendEvent(t, room, "m.room.message", threadReply(root, "noise"))
 	trollRoot := troll.Send(t, room, "troll root")
-	bobReply := bob.SendEvent(t, room, "m.room.message", threadReply(trollRoot, "answer"))
+	bob.SendEvent(t, room, "m.room.message", threadReply(trollRoot, "answer"))
 	checkBundle(t, "before ignoring", getEvent(t, alice, room, root), 2, noise, "", true, "", nil)
 	alice.Must(t, 200, "PUT", "user/"+url.PathEscape(alice.UserID)+"/account_data/m.ignored_user_list",
 		map[string]any{"ignored_users": map[string]any{troll.UserID: map[string]any{}}})
@@ -555,7 +553,6 @@ func TestRelationsAndIgnoredUsers(t *testing.T) {
 	if got := ids(bob.Must(t, 200, "GET", v1(room, "threads"), nil).Get("chunk").Array()); !slices.Equal(got, []string{trollRoot, root}) {
 		t.Errorf("bob's threads: %v", got)
 	}
-	_ = bobReply
 }
 
 // GET /threads: latest activity first, include=participated, pages, bad input.
