@@ -100,8 +100,14 @@ func (s *Service) PersistRemote(ctx context.Context, roomID string, re RemoteEve
 func (pc *persistContext) persistRemote(re RemoteEvent) (Outcome, error) {
 	ctx, tx, p := pc.ctx, pc.tx, re.PDU
 	version := id.RoomVersion(pc.room.Version)
-	if _, err := tx.EventByID(ctx, string(re.EventID)); err == nil {
-		return Known, nil
+	// An event we hold as a plain outlier (fetched for its auth or state role) joins the
+	// timeline when it arrives as part of it; anything else is already where it belongs.
+	promote := false
+	if existing, err := tx.EventByID(ctx, string(re.EventID)); err == nil {
+		if re.Outlier || existing.Outlier != storage.OutlierPlain {
+			return Known, nil
+		}
+		promote = true
 	} else if !errors.Is(err, storage.ErrNotFound) {
 		return "", err
 	}
@@ -126,6 +132,9 @@ func (pc *persistContext) persistRemote(re RemoteEvent) (Outcome, error) {
 		}
 	}
 	if err := pc.authorizeAgainst(version, p, before, fetch, getKey); err != nil {
+		if promote {
+			return Rejected, nil
+		}
 		return Rejected, pc.storeAside(re, storage.OutlierRejected, err.Error(), nil)
 	}
 	after := withEvent(before, p, re.EventID)
@@ -134,7 +143,15 @@ func (pc *persistContext) persistRemote(re RemoteEvent) (Outcome, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := pc.authorizeAgainst(version, p, current, fetch, getKey); err != nil {
+	if promote {
+		// Checked again as a timeline event: a failure leaves the outlier as it was.
+		if pc.authorizeAgainst(version, p, current, fetch, getKey) != nil {
+			return SoftFailed, nil
+		}
+		if err := tx.DeleteOutlier(ctx, string(re.EventID)); err != nil {
+			return "", err
+		}
+	} else if err := pc.authorizeAgainst(version, p, current, fetch, getKey); err != nil {
 		return SoftFailed, pc.storeAside(re, storage.OutlierSoftFailed, err.Error(), after)
 	}
 	return Accepted, pc.acceptRemote(re, before, after, current, fetch)

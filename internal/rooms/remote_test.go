@@ -225,3 +225,30 @@ func TestRemoteRelationsAggregate(t *testing.T) {
 		t.Fatalf("a soft-failed reply: %s, count %d", got, count())
 	}
 }
+
+// An event first stored as an outlier (fetched as an auth event of another) joins the
+// timeline when it arrives as part of it.
+func TestOutlierJoinsTheTimeline(t *testing.T) {
+	s := hstest.New(t)
+	alice := s.Register(t, "")
+	room := alice.CreateRoom(t, map[string]any{"preset": "public_chat"})
+	rs := newRemote(t, s)
+	bob := "@bob:" + rs.name
+	head := lastEvent(t, alice, room)
+	join, joinID := rs.event(room, []id.EventID{head.id}, head.depth+1, roomState(t, alice, room), bob, "m.room.member", sk(bob), map[string]string{"membership": "join"})
+	out, err := s.Server.Rooms().PersistRemote(context.Background(), room, rooms.RemoteEvent{PDU: join, EventID: joinID, Outlier: true})
+	if err != nil || out != rooms.Outlier {
+		t.Fatalf("as an outlier: %s %v", out, err)
+	}
+	alice.MustErr(t, 404, "M_NOT_FOUND", "GET", hstest.Room(room)+"/event/"+url.PathEscape(string(joinID)), nil)
+	if got := roomState(t, alice, room)[[2]string{"m.room.member", bob}]; got != "" {
+		t.Fatal("an outlier changed the room's state")
+	}
+	if got := rs.persist(room, join, joinID); got != rooms.Accepted {
+		t.Fatalf("the outlier arriving in the timeline: %s", got)
+	}
+	alice.Must(t, 200, "GET", hstest.Room(room)+"/event/"+url.PathEscape(string(joinID)), nil)
+	if got := roomState(t, alice, room)[[2]string{"m.room.member", bob}]; got != joinID {
+		t.Fatalf("the promoted join is not current: %v", got)
+	}
+}

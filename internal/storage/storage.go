@@ -589,6 +589,8 @@ type Tx interface {
 	SetCurrentState(ctx context.Context, roomID, evType, stateKey, eventID string, pos stream.Pos) error
 	// NewStateGroup stores a state group (its ID is assigned) and returns the ID.
 	NewStateGroup(ctx context.Context, g StateGroup) (int64, error)
+	// DeleteOutlier removes a plain outlier (before it is stored again as a timeline event).
+	DeleteOutlier(ctx context.Context, eventID string) error
 	// NextOutlierPos takes a position for an event kept out of the timeline.
 	NextOutlierPos(ctx context.Context) (stream.Pos, error)
 	SetMember(ctx context.Context, m Member) error

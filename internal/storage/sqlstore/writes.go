@@ -244,6 +244,10 @@ func (t *txn) NewStateGroup(ctx context.Context, g storage.StateGroup) (int64, e
 	return id, nil
 }
 
+func (t *txn) DeleteOutlier(ctx context.Context, eventID string) error {
+	return mustAffect(t.exec(ctx, `DELETE FROM events WHERE event_id = $1 AND outlier = 'outlier'`, eventID))
+}
+
 func (t *txn) NextOutlierPos(ctx context.Context) (stream.Pos, error) {
 	v, err := t.bump(ctx, "outlier")
 	return stream.Pos(v), err
