@@ -343,7 +343,7 @@ func (s *Service) UpdateAccountData(ctx context.Context, userID, roomID, dataTyp
 		if err := tx.PutAccountData(ctx, a); err != nil {
 			return nil, err
 		}
-		return []live.Published{{Item: live.Item{Pos: pos}, Users: []string{userID}, AccountDataOf: userID}}, nil
+		return []live.Published{{Item: live.Item{Pos: pos}, Users: []string{userID}, AccountDataOf: userID, AccountDataType: dataType}}, nil
 	})
 	if changeErr != nil {
 		return changeErr

@@ -132,7 +132,7 @@ func (h *Hub) published(ctx context.Context, b storage.StreamBatch) ([]Published
 		}
 	}
 	for _, a := range b.AccountData {
-		pubs = append(pubs, Published{Item: Item{Pos: a.Pos}, Users: []string{a.UserID}, AccountDataOf: a.UserID})
+		pubs = append(pubs, Published{Item: Item{Pos: a.Pos}, Users: []string{a.UserID}, AccountDataOf: a.UserID, AccountDataType: a.Type})
 	}
 	e2ee, err := h.e2eePublished(ctx, b)
 	if err != nil {

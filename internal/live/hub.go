@@ -34,6 +34,8 @@ type Published struct {
 	Users []string
 	// AccountDataOf names the user whose account data this item changed.
 	AccountDataOf string
+	// AccountDataType is the type of that account data.
+	AccountDataType string
 	// E2EE is what the item changed for end-to-end encryption (e2ee.go).
 	E2EE *E2EENote
 	// Push is what the push rules decided for Event (nil when nobody is notified).
@@ -55,7 +57,7 @@ type Hub struct {
 	rooms map[string]*Room
 	users map[string]*userState
 
-	onAccountData func(userID string) // see SetAccountDataHook
+	onAccountData func(userID, dataType string) // see SetAccountDataHook
 
 	deviceLists deviceListLog
 	// loading holds the rooms being read from storage, so concurrent requests for one

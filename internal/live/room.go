@@ -45,11 +45,13 @@ type Room struct {
 	joined    map[string]struct{}
 	invited   map[string]struct{}
 	names     map[string]memberName // joined and invited members' display names
-	head      string                // ID of the latest event applied
-	unread    *unreadIndex
-	items     []Item
-	base      stream.Pos // every item of the room with Pos > base is in items
-	limit     int
+	// pushMembers is the joined members for push-rule evaluation (push.go).
+	pushMembers joinedCache
+	head        string // ID of the latest event applied
+	unread      *unreadIndex
+	items       []Item
+	base        stream.Pos // every item of the room with Pos > base is in items
+	limit       int
 	// children indexes the window's events by the event they relate to.
 	children childIndex
 }
@@ -251,6 +253,9 @@ func (r *Room) applyState(e *storage.Event) {
 		delete(r.joined, u)
 		delete(r.invited, u)
 		delete(r.names, u)
+		r.pushMembers.mu.Lock()
+		r.pushMembers.valid = false
+		r.pushMembers.mu.Unlock()
 		switch e.Membership {
 		case visibility.Join:
 			r.joined[u] = struct{}{}

@@ -171,7 +171,7 @@ func (h *Hub) applyUser(p *Published) {
 			u.accountDataPos = max(u.accountDataPos, p.Item.Pos)
 		}
 		if h.onAccountData != nil {
-			h.onAccountData(p.AccountDataOf)
+			h.onAccountData(p.AccountDataOf, p.AccountDataType)
 		}
 	}
 	for _, e := range p.State {

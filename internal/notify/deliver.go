@@ -15,6 +15,7 @@ import (
 	"porthole/internal/clientevent"
 	"porthole/internal/live"
 	"porthole/internal/outbox"
+	"porthole/internal/push"
 	"porthole/internal/storage"
 	"porthole/internal/stream"
 )
@@ -57,23 +58,30 @@ func (s *Service) RefusedAddresses() int64 { return s.gw.refused.Load() }
 
 // queuePushes adds, in the event's transaction, a push for every notified member to each
 // of their pushers.
-func (s *Service) queuePushes(ctx context.Context, tx storage.Tx, ev *storage.Event, roomID string, members []live.JoinedMember, actions []storage.PushActions) error {
+func (s *Service) queuePushes(ctx context.Context, tx storage.Tx, ev *storage.Event, roomID string, members []push.Member, results []*push.Matched) error {
 	if s.ob == nil {
 		return nil
 	}
 	var msgs []outbox.Message
-	for i, m := range members {
-		if !actions[i].Notify {
-			continue
+	s.pushersMu.RLock()
+	if len(s.pushers) > 0 {
+		for i := range members {
+			if results[i] == nil || !results[i].Notify {
+				continue
+			}
+			ids := s.pushers[members[i].UserID]
+			if len(ids) == 0 {
+				continue
+			}
+			payload, _ := json.Marshal(pushItem{EventID: ev.ID, RoomID: roomID, Actions: jsontext.Value(results[i].Actions)})
+			for _, id := range ids {
+				msgs = append(msgs, outbox.Message{Kind: PushKind, Destination: strconv.FormatInt(id, 10), Payload: payload})
+			}
 		}
-		ids := s.pusherIDs(m.UserID)
-		if len(ids) == 0 {
-			continue
-		}
-		payload, _ := json.Marshal(pushItem{EventID: ev.ID, RoomID: roomID, Actions: jsontext.Value(actions[i].Actions)})
-		for _, id := range ids {
-			msgs = append(msgs, outbox.Message{Kind: PushKind, Destination: strconv.FormatInt(id, 10), Payload: payload})
-		}
+	}
+	s.pushersMu.RUnlock()
+	if len(msgs) == 0 {
+		return nil
 	}
 	return s.ob.Enqueue(ctx, tx, msgs...)
 }

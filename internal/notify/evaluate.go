@@ -10,7 +10,6 @@ import (
 	"github.com/tidwall/gjson"
 
 	"porthole/internal/clientevent"
-	"porthole/internal/live"
 	"porthole/internal/push"
 	"porthole/internal/storage"
 )
@@ -23,11 +22,11 @@ func (s *Service) EventPushed(ctx context.Context, tx storage.Tx, roomID, prevHe
 	if ev.Type == "m.room.create" {
 		return nil, nil
 	}
-	members, count, err := s.membersToEvaluate(ctx, tx, roomID, prevHead, ev)
-	if err != nil || len(members) == 0 {
+	set, err := s.membersToEvaluate(ctx, tx, roomID, prevHead, ev)
+	if err != nil || len(set.members) == 0 {
 		return nil, err
 	}
-	pev, err := push.NewEvent(ev.PDU, count)
+	pev, err := push.NewEvent(ev.PDU, set.count)
 	if err != nil {
 		return nil, fmt.Errorf("preparing event for push rules: %w", err)
 	}
@@ -43,71 +42,80 @@ func (s *Service) EventPushed(ctx context.Context, tx storage.Tx, roomID, prevHe
 		}
 		return push.SenderLevels(pl, create, creator, ev.Sender)
 	}
-	users := make([]string, len(members))
-	for i, m := range members {
-		users[i] = m.UserID
-	}
-	rules, err := s.rulesFor(ctx, tx, users)
+	rules, err := s.roomRulesFor(ctx, tx, roomID, set)
 	if err != nil {
 		return nil, err
 	}
-	// Evaluate everyone, then keep the most common outcome as the base and the others
-	// as exceptions.
-	results := make([]*push.Matched, len(members))
-	tally := map[string]int{}
-	for i, m := range members {
-		member := push.Member{UserID: m.UserID, DisplayName: m.DisplayName, LowerDisplayName: m.LowerDisplayName}
-		results[i] = rules[i].Evaluate(pev, &member)
-		tally[actionsKey(results[i])]++
+	// Evaluate every local member but the sender (rules are nil for remote members), then
+	// keep the most common outcome as the base and the others as exceptions.
+	results := make([]*push.Matched, len(set.members))
+	// A room's members end in a handful of distinct outcomes: count them in a short list.
+	type count struct {
+		m *push.Matched
+		n int
 	}
-	baseKey, best := "[]", -1
-	for k, n := range tally {
-		if n > best || (n == best && k < baseKey) {
-			baseKey, best = k, n
-		}
-	}
-	out := &storage.PushOutcome{Pos: ev.Pos, RoomID: roomID, Sender: ev.Sender, TS: time.Now().UnixMilli()}
-	var baseSet bool
-	for i, m := range members {
-		a := actionsOf(results[i])
-		if actionsKey(results[i]) == baseKey {
-			if !baseSet {
-				out.Base, baseSet = a, true
-			}
+	var tally []count
+	for i := range set.members {
+		m := &set.members[i]
+		if rules[i] == nil || m.UserID == ev.Sender {
 			continue
 		}
-		out.Exceptions = append(out.Exceptions, storage.PushException{UserID: m.UserID, PushActions: a})
-	}
-	if !baseSet {
-		out.Base = storage.PushActions{Actions: "[]"}
-	}
-	// A member event is evaluated for its target only: the base then applies to no one.
-	if ev.Type == "m.room.member" {
-		out.Exceptions = nil
-		for i, m := range members {
-			out.Exceptions = append(out.Exceptions, storage.PushException{UserID: m.UserID, PushActions: actionsOf(results[i])})
+		r := rules[i].Evaluate(pev, m)
+		results[i] = r
+		j := 0
+		for j < len(tally) && tally[j].m != r {
+			j++
 		}
-		out.Base = storage.PushActions{Actions: "[]"}
+		if j == len(tally) {
+			tally = append(tally, count{m: r})
+		}
+		tally[j].n++
 	}
-	slices.SortFunc(out.Exceptions, func(a, b storage.PushException) int { return cmp.Compare(a.UserID, b.UserID) })
-	notified := out.Base.Notify
-	for _, x := range out.Exceptions {
-		notified = notified || x.Notify
+	// Outcomes are grouped by their actions (two rules may act alike).
+	notified := false
+	byActions := make(map[string]int, len(tally))
+	for _, c := range tally {
+		byActions[actionsKey(c.m)] += c.n
+		notified = notified || (c.m != nil && c.m.Notify)
 	}
 	if !notified {
 		return nil, nil
 	}
+	baseKey, best := "[]", -1
+	for k, n := range byActions {
+		if n > best || (n == best && k < baseKey) {
+			baseKey, best = k, n
+		}
+	}
+	out := &storage.PushOutcome{Pos: ev.Pos, RoomID: roomID, Sender: ev.Sender, TS: time.Now().UnixMilli(), Base: storage.PushActions{Actions: "[]"}}
+	// A member event is evaluated for its target only: the base then applies to no one.
+	memberEvent := ev.Type == "m.room.member"
+	if !memberEvent {
+		for _, c := range tally {
+			if actionsKey(c.m) == baseKey {
+				out.Base = actionsOf(c.m)
+				break
+			}
+		}
+	}
+	for i := range set.members {
+		m := &set.members[i]
+		if rules[i] == nil || m.UserID == ev.Sender {
+			continue
+		}
+		if !memberEvent && actionsKey(results[i]) == baseKey {
+			continue
+		}
+		out.Exceptions = append(out.Exceptions, storage.PushException{UserID: m.UserID, PushActions: actionsOf(results[i])})
+	}
+	slices.SortFunc(out.Exceptions, func(a, b storage.PushException) int { return cmp.Compare(a.UserID, b.UserID) })
 	if out.ThreadID, err = threadOf(ctx, tx, ev.PDU); err != nil {
 		return nil, err
 	}
 	if err := tx.PutPushOutcome(ctx, *out); err != nil {
 		return nil, err
 	}
-	actions := make([]storage.PushActions, len(members))
-	for i := range members {
-		actions[i] = actionsOf(results[i])
-	}
-	if err := s.queuePushes(ctx, tx, ev, roomID, members, actions); err != nil {
+	if err := s.queuePushes(ctx, tx, ev, roomID, set.members, results); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -127,53 +135,72 @@ func actionsOf(m *push.Matched) storage.PushActions {
 	return storage.PushActions{Notify: m.Notify, Highlight: m.Highlight, Actions: m.Actions}
 }
 
-// membersToEvaluate returns the local members whose rules an event is evaluated for, and
-// the room's joined member count. As in Synapse, a membership event is evaluated only for
-// its target (a local user other than the sender who is in the room or being invited):
+// evalSet is who an event is evaluated for: members (shared with the room's memory when
+// version is not 0: read-only), and the room's joined member count.
+type evalSet struct {
+	members []push.Member
+	version uint64
+	count   int
+}
+
+// membersToEvaluate returns the members whose rules an event is evaluated for (the caller
+// skips the sender, and remote users, who have no rules). As in Synapse, a membership event is evaluated only
+// for its target (a local user other than the sender who is in the room or being invited):
 // evaluating every member's rules for joins and leaves of large rooms would cost much and
-// notify nobody under the default rules. Other events are evaluated for the local joined
-// members but the sender.
-func (s *Service) membersToEvaluate(ctx context.Context, tx storage.Tx, roomID, prevHead string, ev *storage.Event) ([]live.JoinedMember, int, error) {
-	var joined []live.JoinedMember
+// notify nobody under the default rules. Other events are evaluated for the joined members.
+func (s *Service) membersToEvaluate(ctx context.Context, tx storage.Tx, roomID, prevHead string, ev *storage.Event) (evalSet, error) {
+	var set evalSet
 	fresh := false
 	if r := s.hub.LoadedRoom(roomID); r != nil {
-		joined, fresh = r.JoinedMembers(prevHead)
+		set.members, set.version, fresh = r.JoinedMembers(prevHead)
+	} else {
+		// After commit: the room may be being created in this very transaction.
+		tx.AfterCommit(func() { s.loadRoomSoon(roomID) })
 	}
 	if ev.Type == "m.room.member" && ev.StateKey != nil {
 		target := *ev.StateKey
 		if target == ev.Sender || !s.isLocal(target) || (ev.PrevMembership != "join" && ev.Membership != "invite") {
-			return nil, 0, nil
+			return evalSet{}, nil
 		}
-		count := len(joined)
+		set.count = len(set.members)
 		if !fresh {
 			n, _, err := tx.MemberCounts(ctx, roomID)
 			if err != nil {
-				return nil, 0, err
+				return evalSet{}, err
 			}
-			count = n
+			set.count = n
 		}
 		name := gjson.GetBytes(ev.PDU, "content.displayname").String()
-		return []live.JoinedMember{{UserID: target, DisplayName: name}}, count, nil
+		return evalSet{members: []push.Member{{UserID: target, DisplayName: name}}, count: set.count}, nil
 	}
 	if !fresh {
 		var err error
-		if joined, err = joinedFromStorage(ctx, tx, roomID); err != nil {
-			return nil, 0, err
+		if set.members, err = joinedFromStorage(ctx, tx, roomID); err != nil {
+			return evalSet{}, err
 		}
+		set.version = 0
 	}
-	count := len(joined)
-	out := joined[:0]
-	for _, m := range joined {
-		if m.UserID != ev.Sender && s.isLocal(m.UserID) {
-			out = append(out, m)
+	set.count = len(set.members)
+	return set, nil
+}
+
+// loadRoomSoon brings a room that is being written to into memory in the background, so
+// that its next events are evaluated from memory rather than from storage.
+func (s *Service) loadRoomSoon(roomID string) {
+	if _, busy := s.loading.LoadOrStore(roomID, struct{}{}); busy {
+		return
+	}
+	go func() {
+		defer s.loading.Delete(roomID)
+		if _, err := s.hub.Room(context.Background(), roomID); err != nil {
+			s.log.Warn("loading a room for push evaluation", "room", roomID, "err", err)
 		}
-	}
-	return out, count, nil
+	}()
 }
 
 // joinedFromStorage reads the joined members and their display names in tx (a room not in
 // memory, or one that another node wrote to since this node last applied it).
-func joinedFromStorage(ctx context.Context, tx storage.Tx, roomID string) ([]live.JoinedMember, error) {
+func joinedFromStorage(ctx context.Context, tx storage.Tx, roomID string) ([]push.Member, error) {
 	ms, err := tx.Members(ctx, roomID, "join")
 	if err != nil {
 		return nil, err
@@ -192,9 +219,9 @@ func joinedFromStorage(ctx context.Context, tx storage.Tx, roomID string) ([]liv
 			names[*evs[i].StateKey] = gjson.GetBytes(evs[i].PDU, "content.displayname").String()
 		}
 	}
-	out := make([]live.JoinedMember, len(ms))
+	out := make([]push.Member, len(ms))
 	for i, m := range ms {
-		out[i] = live.JoinedMember{UserID: m.UserID, DisplayName: names[m.UserID]}
+		out[i] = push.Member{UserID: m.UserID, DisplayName: names[m.UserID]}
 	}
 	return out, nil
 }
@@ -225,13 +252,17 @@ func threadOf(ctx context.Context, tx storage.Tx, pdu []byte) (string, error) {
 	return "", nil
 }
 
-// rulesFor returns each user's compiled rules, reading those not cached from tx in one
-// query.
-func (s *Service) rulesFor(ctx context.Context, tx storage.Tx, users []string) ([]*push.Compiled, error) {
-	out := make([]*push.Compiled, len(users))
+// rulesFor returns each local member's compiled rules (nil for remote members), reading
+// those not cached from tx in one query.
+func (s *Service) rulesFor(ctx context.Context, tx storage.Tx, members []push.Member) ([]*push.Compiled, error) {
+	out := make([]*push.Compiled, len(members))
 	var missing []string
 	s.rulesMu.Lock()
-	for i, u := range users {
+	for i := range members {
+		u := members[i].UserID
+		if !s.isLocal(u) {
+			continue // no rules: not evaluated
+		}
 		if c := s.rules[u]; c != nil {
 			out[i] = c
 		} else {
@@ -264,16 +295,56 @@ func (s *Service) rulesFor(ctx context.Context, tx storage.Tx, users []string) (
 		}
 	}
 	s.rulesMu.Unlock()
-	for i, u := range users {
+	for i := range members {
 		if out[i] == nil {
-			out[i] = loaded[u]
+			out[i] = loaded[members[i].UserID] // nil for remote members
 		}
 	}
 	return out, nil
 }
 
-// forgetRules drops a user's cached rules (their account data changed).
-func (s *Service) forgetRules(userID string) {
+// roomRules is the rules of a room's members, aligned with the room's shared member list
+// (nil for remote members), kept while neither the list nor anyone's push rules changed: a
+// message to a large room then looks up no one's rules.
+type roomRules struct {
+	version uint64
+	gen     int64
+	rules   []*push.Compiled
+}
+
+// maxRoomRules bounds the rooms whose members' rules are kept aligned.
+const maxRoomRules = 10_000
+
+func (s *Service) roomRulesFor(ctx context.Context, tx storage.Tx, roomID string, set evalSet) ([]*push.Compiled, error) {
+	gen := s.rulesGen.Load()
+	if set.version != 0 {
+		s.rulesMu.Lock()
+		rr := s.roomRules[roomID]
+		s.rulesMu.Unlock()
+		if rr != nil && rr.version == set.version && rr.gen == gen {
+			return rr.rules, nil
+		}
+	}
+	rules, err := s.rulesFor(ctx, tx, set.members)
+	if err != nil || set.version == 0 {
+		return rules, err
+	}
+	s.rulesMu.Lock()
+	if s.rulesGen.Load() == gen {
+		if len(s.roomRules) >= maxRoomRules {
+			clear(s.roomRules)
+		}
+		s.roomRules[roomID] = &roomRules{version: set.version, gen: gen, rules: rules}
+	}
+	s.rulesMu.Unlock()
+	return rules, nil
+}
+
+// forgetRules drops a user's cached rules when their push rules changed.
+func (s *Service) forgetRules(userID, dataType string) {
+	if dataType != push.AccountDataType {
+		return
+	}
 	s.rulesGen.Add(1)
 	s.rulesMu.Lock()
 	delete(s.rules, userID)

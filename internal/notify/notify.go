@@ -41,9 +41,14 @@ type Service struct {
 
 	rulesMu sync.Mutex
 	rules   map[string]*push.Compiled // user → compiled rules (DefaultRules for most)
+	// roomRules: per room, the rules aligned with its members (roomRulesFor).
+	roomRules map[string]*roomRules
 	// rulesGen changes whenever a user's account data changes, so that rules read from
 	// storage while it changed are not cached.
 	rulesGen atomic.Int64
+	loading  sync.Map // rooms being loaded into memory (loadRoomSoon)
+	// localSuffix is ":" + the server name, the end of local user IDs.
+	localSuffix string
 
 	ob        *outbox.Outbox // see SetOutbox
 	gw        *gateway
@@ -64,12 +69,12 @@ func New(store storage.Store, hub *live.Hub, cfg Config, log *slog.Logger) (*Ser
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, store: store, hub: hub, log: log, rules: map[string]*push.Compiled{},
-		gw: gw, pushers: map[string][]int64{}, lastBadge: map[int64]int{}}
+	s := &Service{cfg: cfg, store: store, hub: hub, log: log, rules: map[string]*push.Compiled{}, roomRules: map[string]*roomRules{},
+		gw: gw, pushers: map[string][]int64{}, lastBadge: map[int64]int{}, localSuffix: ":" + cfg.ServerName}
 	hub.SetAccountDataHook(s.forgetRules)
 	return s, nil
 }
 
 func (s *Service) isLocal(userID string) bool {
-	return strings.HasSuffix(userID, ":"+s.cfg.ServerName)
+	return strings.HasSuffix(userID, s.localSuffix)
 }

@@ -68,10 +68,12 @@ type Event struct {
 	plDone      bool
 	senderLevel int
 	notifLevels map[string]int
-	// defaultMemo holds, per rule of DefaultRules, whether its member-independent
-	// conditions hold for this event (0 unknown, 1 yes, 2 no): most members share the
-	// default rules, so those conditions are evaluated once per event, not once per member.
-	defaultMemo []uint8
+	// defaultCands lists, once defaultDone, the rules of DefaultRules whose
+	// member-independent conditions hold for this event, up to the first that has no
+	// member conditions (which matches everyone): most members share the default rules, so
+	// a member's evaluation is only the member conditions of these few rules.
+	defaultCands []int
+	defaultDone  bool
 }
 
 // value is a flattened event property: a string, number, boolean, null or a list of them.
@@ -585,6 +587,34 @@ type compiledRule struct {
 	matched    *Matched
 }
 
+// keyPresent holds when the event has the property (of the kind) a member condition reads.
+type keyPresent struct {
+	key  string
+	kind byte
+}
+
+func (c keyPresent) match(ev *Event, _ *Member) bool {
+	v, ok := ev.flat[c.key]
+	return ok && v.kind == c.kind
+}
+
+type hasBody struct{}
+
+func (hasBody) match(ev *Event, _ *Member) bool { return ev.hasBody }
+
+// precondition is the member-independent part of a member condition.
+func precondition(c condition) condition {
+	switch c := c.(type) {
+	case userIDMatch:
+		return keyPresent{key: c.key, kind: 's'}
+	case userIDContains:
+		return keyPresent{key: c.key, kind: 'a'}
+	case localpartMatch, displayNameMatch:
+		return hasBody{}
+	}
+	return nil
+}
+
 // memberDependent reports whether a condition reads the member.
 func memberDependent(c condition) bool {
 	switch c.(type) {
@@ -711,6 +741,11 @@ func compile(rs Ruleset) *Compiled {
 			for _, cond := range conds {
 				if memberDependent(cond) {
 					cr.dep = append(cr.dep, cond)
+					// What the member's condition needs of the event alone is checked
+					// once per event (most events lack it: no mentions list, say).
+					if pre := precondition(cond); pre != nil {
+						cr.indep = append(cr.indep, pre)
+					}
 				} else {
 					cr.indep = append(cr.indep, cond)
 				}
@@ -739,39 +774,48 @@ func DefaultRules() *Compiled {
 // Evaluate returns the first of the member's rules that matches ev, or nil. The caller
 // skips the event's sender (who is never notified of their own events).
 func (c *Compiled) Evaluate(ev *Event, m *Member) *Matched {
-	var memo []uint8
 	if c == defaultSet {
-		if ev.defaultMemo == nil {
-			ev.defaultMemo = make([]uint8, len(c.rules))
+		if !ev.defaultDone {
+			ev.defaultCands = c.candidates(ev)
+			ev.defaultDone = true
 		}
-		memo = ev.defaultMemo
+		for _, i := range ev.defaultCands {
+			if r := &c.rules[i]; allMatch(r.dep, ev, m) {
+				return r.matched
+			}
+		}
+		return nil
 	}
 	for i := range c.rules {
 		r := &c.rules[i]
 		if r.legacy && ev.hasMentions {
 			continue
 		}
-		if memo != nil && memo[i] != 0 {
-			if memo[i] == 2 {
-				continue
-			}
-		} else {
-			ok := allMatch(r.indep, ev, m)
-			if memo != nil {
-				memo[i] = 2
-				if ok {
-					memo[i] = 1
-				}
-			}
-			if !ok {
-				continue
-			}
-		}
-		if allMatch(r.dep, ev, m) {
+		if allMatch(r.indep, ev, m) && allMatch(r.dep, ev, m) {
 			return r.matched
 		}
 	}
 	return nil
+}
+
+// candidates lists the rules whose member-independent conditions hold for ev, in order,
+// ending at the first without member conditions (no later rule can be reached).
+func (c *Compiled) candidates(ev *Event) []int {
+	var out []int
+	for i := range c.rules {
+		r := &c.rules[i]
+		if r.legacy && ev.hasMentions {
+			continue
+		}
+		if !allMatch(r.indep, ev, nil) {
+			continue
+		}
+		out = append(out, i)
+		if len(r.dep) == 0 {
+			break
+		}
+	}
+	return out
 }
 
 func allMatch(conds []condition, ev *Event, m *Member) bool {

@@ -4,6 +4,7 @@ import (
 	"encoding/json/jsontext"
 	jsonv2 "encoding/json/v2"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -257,7 +258,9 @@ func BenchmarkEvaluatePerMember(b *testing.B) {
 			rules := DefaultRules()
 			members := make([]Member, 1000)
 			for i := range members {
-				members[i] = Member{UserID: fmt.Sprintf("@user%d:x", i), DisplayName: fmt.Sprintf("User %d", i)}
+				name := fmt.Sprintf("User %d", i)
+				// As the room's memory hands them out: lower-cased names computed once.
+				members[i] = Member{UserID: fmt.Sprintf("@user%d:x", i), DisplayName: name, LowerDisplayName: strings.ToLower(name)}
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -13,6 +13,7 @@ import (
 
 	"porthole/internal/auth"
 	"porthole/internal/live"
+	"porthole/internal/notify"
 	"porthole/internal/storage"
 	"porthole/internal/storage/sqlstore"
 	"porthole/internal/stream"
@@ -109,5 +110,48 @@ func BenchmarkPersistEvent(b *testing.B) {
 		if _, err := s.Send(context.Background(), sess, roomID, "m.room.message", fmt.Sprintf("t%d", i), jsontext.Value(`{"body":"hello","msgtype":"m.text"}`)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkSendLargeRoom is a send to a room of 1,000 local members, each of whom is idle
+// with the default push rules: without push evaluation (what a send cost before it) and
+// with it (every member's rules evaluated, the outcome stored, in the event's
+// transaction). The difference is push evaluation's cost per event; divided by 999 it is
+// the cost per event per member.
+func BenchmarkSendLargeRoom(b *testing.B) {
+	for _, withPush := range []bool{false, true} {
+		name := "without_push"
+		if withPush {
+			name = "with_push"
+		}
+		b.Run(name, func(b *testing.B) {
+			s, store := newTestService(b)
+			if withPush {
+				n, err := notify.New(store, s.hub, notify.Config{ServerName: "bench"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+				if err != nil {
+					b.Fatal(err)
+				}
+				s.SetPushEvaluator(n)
+			}
+			ctx := context.Background()
+			sess := createUser(b, store, "@u:bench")
+			roomID, err := s.CreateRoom(ctx, sess, CreateRoomRequest{Preset: "public_chat"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range 999 {
+				m := createUser(b, store, fmt.Sprintf("@m%d:bench", i))
+				if _, err := s.Join(ctx, m, roomID, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := s.Send(ctx, sess, roomID, "m.room.message", fmt.Sprintf("t%d", i), jsontext.Value(`{"body":"hello everyone","msgtype":"m.text"}`)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -498,6 +498,8 @@ func (pc *persistContext) store(ev *pdu.PDU, raw []byte, eventID id.EventID, pos
 	}
 	extremities = append(extremities, stored.ID)
 	depth := max(pc.room.Depth, ev.Depth)
+	// The head before this event: the room's memory is current when it applied it last.
+	prevHead := pc.room.HeadEventID
 	if err := tx.SetRoomHead(ctx, pc.room.ID, stored.ID, extremities, depth); err != nil {
 		return nil, err
 	}
@@ -517,10 +519,6 @@ func (pc *persistContext) store(ev *pdu.PDU, raw []byte, eventID id.EventID, pos
 			return nil, err
 		}
 		pub.Replaced = changed
-	}
-	prevHead := ""
-	if len(ev.PrevEvents) > 0 {
-		prevHead = string(ev.PrevEvents[0])
 	}
 	push, err := pc.pushOutcome(stored, prevHead, byKey)
 	if err != nil {

@@ -23,3 +23,29 @@ func (pc *persistContext) pushOutcome(stored *storage.Event, prevHead string, st
 	}
 	return pc.s.push.EventPushed(pc.ctx, pc.tx, pc.room.ID, prevHead, stored, state)
 }
+
+// remotePushOutcome runs the push evaluation for an accepted remote event; before is the
+// state before it, of which evaluation reads the power levels and the create event.
+func (pc *persistContext) remotePushOutcome(stored *storage.Event, prevHead string, before StateMap) (*storage.PushOutcome, error) {
+	if pc.s.push == nil {
+		return nil, nil
+	}
+	keys := []storage.StateKeyOf{{Type: "m.room.power_levels"}, {Type: "m.room.create"}}
+	var ids []string
+	for _, k := range keys {
+		if id := before[k]; id != "" {
+			ids = append(ids, id)
+		}
+	}
+	evs, err := pc.tx.EventsByIDs(pc.ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	state := make(map[storage.StateKeyOf]*storage.Event, len(evs))
+	for i := range evs {
+		if evs[i].StateKey != nil {
+			state[storage.StateKeyOf{Type: evs[i].Type, StateKey: *evs[i].StateKey}] = &evs[i]
+		}
+	}
+	return pc.s.push.EventPushed(pc.ctx, pc.tx, pc.room.ID, prevHead, stored, state)
+}

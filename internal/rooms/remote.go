@@ -215,11 +215,17 @@ func (pc *persistContext) acceptRemote(re RemoteEvent, before, after, current St
 		return err
 	}
 	depth := max(pc.room.Depth, p.Depth)
+	prevHead := pc.room.HeadEventID
 	if err := tx.SetRoomHead(ctx, pc.room.ID, stored.ID, extremities, depth); err != nil {
 		return err
 	}
 	pc.room.HeadEventID, pc.room.Extremities, pc.room.Depth = stored.ID, extremities, depth
 	pub := live.Published{RoomID: pc.room.ID, Item: live.EventItem(stored), Event: stored, State: changes}
+	// Local members are notified of remote events as of local ones, judged against the
+	// state the event was authorized against.
+	if pub.Push, err = pc.remotePushOutcome(stored, prevHead, before); err != nil {
+		return err
+	}
 	if p.Type == "m.room.redaction" {
 		if target := redactsOf(p, version); target != "" && pc.remoteMayRedact(p, target, newCurrent) {
 			if pub.Replaced, err = pc.applyRedaction(stored, target); err != nil {
