@@ -196,7 +196,8 @@ func (sy *Syncer) GlobalInitialSync(ctx context.Context, sess *auth.Session, lim
 		return nil, mxerr.Internal(err)
 	}
 	var rooms []jsontext.Value
-	var coMembers, joinedRooms []string
+	coMembers := []string{sess.UserID}
+	var joinedRooms []string
 	for _, m := range ms {
 		switch m.Membership {
 		case visibility.Join, visibility.Invite:
@@ -207,77 +208,19 @@ func (sy *Syncer) GlobalInitialSync(ctx context.Context, sess *auth.Session, lim
 		default:
 			continue
 		}
-		room, err := sy.hub.Room(ctx, m.RoomID)
-		if err != nil {
-			return nil, mxerr.Internal(err)
-		}
-		info, err := sy.store.Room(ctx, m.RoomID)
-		if err != nil {
-			return nil, mxerr.Internal(err)
-		}
-		v, err := sy.filteringViewer(ctx, sess, room, false)
+		b, members, err := sy.globalRoom(ctx, sess, m, cur, limit)
 		if err != nil {
 			return nil, err
 		}
-		b := []byte(`{"room_id":`)
-		b, _ = jsontext.AppendQuote(b, m.RoomID)
-		b = append(b, `,"membership":`...)
-		b, _ = jsontext.AppendQuote(b, m.Membership)
-		b = append(b, `,"visibility":`...)
-		b, _ = jsontext.AppendQuote(b, directoryVisibility(info.Published))
-		if m.Membership == visibility.Invite {
-			inv, err := sy.store.EventByID(ctx, m.EventID)
-			if err != nil {
-				return nil, mxerr.Internal(err)
-			}
-			enc := clientevent.Encode(&inv)
-			b = append(b, `,"invite":`...)
-			b = v.appendEvent(b, enc, visibility.Invite)
-		} else {
-			upTo := cur
-			var state []storage.Event
-			if m.Membership == visibility.Join {
-				joinedRooms = append(joinedRooms, m.RoomID)
-				coMembers = append(coMembers, room.Joined()...)
-				state, err = sy.store.CurrentState(ctx, m.RoomID)
-			} else {
-				upTo = m.Pos
-				state, err = sy.store.StateAt(ctx, m.RoomID, upTo)
-			}
-			if err != nil {
-				return nil, mxerr.Internal(err)
-			}
-			b = append(b, `,"messages":`...)
-			if b, err = sy.appendMessages(ctx, b, v, room, upTo, limit); err != nil {
-				return nil, err
-			}
-			b = append(b, `,"state":`...)
-			b = sy.appendEvents(b, v, state)
-			b = append(b, `,"account_data":`...)
-			if b, err = sy.appendRoomAccountData(ctx, b, sess.UserID, m.RoomID); err != nil {
-				return nil, err
-			}
+		if m.Membership == visibility.Join {
+			joinedRooms = append(joinedRooms, m.RoomID)
+			coMembers = append(coMembers, members...)
 		}
-		rooms = append(rooms, append(b, '}'))
+		rooms = append(rooms, b)
 	}
-	coMembers = append(coMembers, sess.UserID)
-	slices.Sort(coMembers)
-	coMembers = slices.Compact(coMembers)
-	presence, err := sy.store.PresenceFor(ctx, coMembers, -1, cur)
+	pres, err := sy.globalPresence(ctx, sess, coMembers, cur)
 	if err != nil {
-		return nil, mxerr.Internal(err)
-	}
-	var pres []jsontext.Value
-	now := sy.now().UnixMilli()
-	own := false
-	for i := range presence {
-		own = own || presence[i].UserID == sess.UserID
-		pres = append(pres, live.AppendPresence(nil, &presence[i], now))
-	}
-	if !own {
-		// A user who never set a presence still sees their own, as in Synapse (sytest
-		// SYT-34): offline, active as of this request, as room initialSync shows members.
-		pres = append(pres, live.AppendPresence(nil, &storage.Presence{UserID: sess.UserID, State: "offline", LastActiveTS: now}, now))
+		return nil, err
 	}
 	ad, err := sy.store.AccountData(ctx, sess.UserID, -1, cur)
 	if err != nil {
@@ -306,6 +249,85 @@ func (sy *Syncer) GlobalInitialSync(ctx context.Context, sess *auth.Session, lim
 		"receipts":     nonNil(receipts),
 		"end":          cur.Token(),
 	})
+}
+
+// globalRoom is one room of a global initialSync: the invite, or the messages, state and
+// account data up to now (or up to the user's leave); with the room's joined members.
+func (sy *Syncer) globalRoom(ctx context.Context, sess *auth.Session, m storage.Member, cur stream.Pos, limit int) (jsontext.Value, []string, error) {
+	room, err := sy.hub.Room(ctx, m.RoomID)
+	if err != nil {
+		return nil, nil, mxerr.Internal(err)
+	}
+	info, err := sy.store.Room(ctx, m.RoomID)
+	if err != nil {
+		return nil, nil, mxerr.Internal(err)
+	}
+	v, err := sy.filteringViewer(ctx, sess, room, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	b := []byte(`{"room_id":`)
+	b, _ = jsontext.AppendQuote(b, m.RoomID)
+	b = append(b, `,"membership":`...)
+	b, _ = jsontext.AppendQuote(b, m.Membership)
+	b = append(b, `,"visibility":`...)
+	b, _ = jsontext.AppendQuote(b, directoryVisibility(info.Published))
+	if m.Membership == visibility.Invite {
+		inv, err := sy.store.EventByID(ctx, m.EventID)
+		if err != nil {
+			return nil, nil, mxerr.Internal(err)
+		}
+		b = append(b, `,"invite":`...)
+		b = v.appendEvent(b, clientevent.Encode(&inv), visibility.Invite)
+		return append(b, '}'), nil, nil
+	}
+	upTo := cur
+	var members []string
+	var state []storage.Event
+	if m.Membership == visibility.Join {
+		members = room.Joined()
+		state, err = sy.store.CurrentState(ctx, m.RoomID)
+	} else {
+		upTo = m.Pos
+		state, err = sy.store.StateAt(ctx, m.RoomID, upTo)
+	}
+	if err != nil {
+		return nil, nil, mxerr.Internal(err)
+	}
+	b = append(b, `,"messages":`...)
+	if b, err = sy.appendMessages(ctx, b, v, room, upTo, limit); err != nil {
+		return nil, nil, err
+	}
+	b = append(b, `,"state":`...)
+	b = sy.appendEvents(b, v, state)
+	b = append(b, `,"account_data":`...)
+	if b, err = sy.appendRoomAccountData(ctx, b, sess.UserID, m.RoomID); err != nil {
+		return nil, nil, err
+	}
+	return append(b, '}'), members, nil
+}
+
+// globalPresence is the presence of the users the caller shares a room with, and their
+// own even if they never set one (as in Synapse, sytest SYT-34: offline, active as of this
+// request, as room initialSync shows members).
+func (sy *Syncer) globalPresence(ctx context.Context, sess *auth.Session, users []string, cur stream.Pos) ([]jsontext.Value, error) {
+	slices.Sort(users)
+	users = slices.Compact(users)
+	presence, err := sy.store.PresenceFor(ctx, users, -1, cur)
+	if err != nil {
+		return nil, mxerr.Internal(err)
+	}
+	var pres []jsontext.Value
+	now := sy.now().UnixMilli()
+	own := false
+	for i := range presence {
+		own = own || presence[i].UserID == sess.UserID
+		pres = append(pres, live.AppendPresence(nil, &presence[i], now))
+	}
+	if !own {
+		pres = append(pres, live.AppendPresence(nil, &storage.Presence{UserID: sess.UserID, State: "offline", LastActiveTS: now}, now))
+	}
+	return pres, nil
 }
 
 func nonNil(v []jsontext.Value) []jsontext.Value {
