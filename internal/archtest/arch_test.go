@@ -19,6 +19,7 @@ func TestImportDirection(t *testing.T) {
 		"porthole/internal/stream":     {"porthole/internal/storage", "porthole/internal/api", "porthole/internal/live"},
 		"porthole/internal/visibility": {"porthole/internal/"},
 		"porthole/internal/mxerr":      {"porthole/internal/"},
+		"porthole/internal/stateres":   {"porthole/internal/"}, // pure: events in, state out
 		"porthole/internal/live":       {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/storage/sqlstore"},
 		"porthole/internal/rooms":      {"porthole/internal/api", "porthole/internal/syncer", "porthole/internal/storage/sqlstore"},
 		"porthole/internal/syncer":     {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/storage/sqlstore"},
