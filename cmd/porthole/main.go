@@ -2,6 +2,9 @@
 //
 //	porthole [flags]              start the server
 //	porthole generate-config      print a commented configuration file with every default
+//	porthole create-user [flags] LOCALPART
+//	                              create an account (--admin: a server administrator) in the
+//	                              database, whether the server is running or not
 package main
 
 import (
@@ -14,6 +17,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"porthole/internal/config"
@@ -21,24 +25,24 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "porthole:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string, stdout, stderr io.Writer) error {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "generate-config" {
 		fmt.Fprint(stdout, config.Sample(config.Default()))
 		return nil
 	}
+	if len(args) > 0 && args[0] == "create-user" {
+		return createUser(args[1:], stdin, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("porthole", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "YAML configuration file (see porthole generate-config)")
+	configPath, serverName, dataDir, database := configFlags(fs)
 	listen := fs.String("listen", "", "address to listen on, host:port (default 127.0.0.1:8008)")
-	serverName := fs.String("server-name", "", "server name used in user and room IDs (default localhost)")
-	dataDir := fs.String("data", "", "data directory for the SQLite database and signing key (default ./porthole-data)")
-	database := fs.String("database", "", "database URL: a SQLite path or postgres://... (default SQLite in the data directory)")
 	registration := fs.String("registration", "", "open or closed (default open)")
 	guests := fs.String("guests", "", "on or off: whether guests may register (default on)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info)")
@@ -50,33 +54,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unknown command %q (commands: generate-config)", fs.Arg(0))
+		return fmt.Errorf("unknown command %q (commands: generate-config, create-user)", fs.Arg(0))
 	}
-
-	cfg := config.Default()
-	if *configPath != "" {
-		var err error
-		if cfg, err = config.Load(*configPath); err != nil {
-			return err
+	cfg, err := loadConfig(*configPath, func(c *config.Config) []flagValue {
+		return []flagValue{
+			{*listen, &c.Listen}, {*serverName, &c.ServerName}, {*dataDir, &c.DataDir}, {*database, &c.Database},
+			{*registration, &c.Registration}, {*guests, &c.Guests}, {*logLevel, &c.LogLevel}, {*pprofAddr, &c.Pprof},
+			{*rateLimit, &c.RateLimit}, {*pushAllowPrivate, &c.PushAllowPrivate}, {*pushTrust, &c.PushTrust},
 		}
-	}
-	if err := cfg.ApplyEnv(os.Getenv); err != nil {
+	})
+	if err != nil {
 		return err
-	}
-	for _, o := range []struct {
-		flag string
-		dst  *string
-	}{
-		{*listen, &cfg.Listen}, {*serverName, &cfg.ServerName}, {*dataDir, &cfg.DataDir}, {*database, &cfg.Database},
-		{*registration, &cfg.Registration}, {*guests, &cfg.Guests}, {*logLevel, &cfg.LogLevel}, {*pprofAddr, &cfg.Pprof},
-		{*rateLimit, &cfg.RateLimit}, {*pushAllowPrivate, &cfg.PushAllowPrivate}, {*pushTrust, &cfg.PushTrust},
-	} {
-		if o.flag != "" {
-			*o.dst = o.flag
-		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	log := newLogger(cfg, stderr)
 
@@ -95,6 +83,101 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log.Info("stopped")
+	return nil
+}
+
+// configFlags declares the flags that say where the server's data is, which create-user
+// shares with the server.
+func configFlags(fs *flag.FlagSet) (configPath, serverName, dataDir, database *string) {
+	configPath = fs.String("config", "", "YAML configuration file (see porthole generate-config)")
+	serverName = fs.String("server-name", "", "server name used in user and room IDs (default localhost)")
+	dataDir = fs.String("data", "", "data directory for the SQLite database and signing key (default ./porthole-data)")
+	database = fs.String("database", "", "database URL: a SQLite path or postgres://... (default SQLite in the data directory)")
+	return
+}
+
+// flagValue is a flag's value and the setting it overrides when given.
+type flagValue struct {
+	flag string
+	dst  *string
+}
+
+// loadConfig reads the file (or the defaults), then the environment, then the flags that
+// were given, and validates the result.
+func loadConfig(path string, flags func(*config.Config) []flagValue) (config.Config, error) {
+	cfg := config.Default()
+	if path != "" {
+		var err error
+		if cfg, err = config.Load(path); err != nil {
+			return cfg, err
+		}
+	}
+	if err := cfg.ApplyEnv(os.Getenv); err != nil {
+		return cfg, err
+	}
+	for _, o := range flags(&cfg) {
+		if o.flag != "" {
+			*o.dst = o.flag
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return cfg, nil
+}
+
+// createUser is porthole create-user: it opens the server's database (SQLite allows it while
+// the server runs) and makes the account there.
+func createUser(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("porthole create-user", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: porthole create-user [flags] LOCALPART\n\nCreates the account @LOCALPART:<server name>. With --admin on an existing account, makes it a server admin.")
+		fs.PrintDefaults()
+	}
+	configPath, serverName, dataDir, database := configFlags(fs)
+	admin := fs.Bool("admin", false, "make the account a server administrator")
+	password := fs.String("password", "", "the account's password (visible to other local users in the process list: prefer --password-file)")
+	passwordFile := fs.String("password-file", "", "read the password from this file's first line (- for standard input)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("create-user needs one LOCALPART")
+	}
+	cfg, err := loadConfig(*configPath, func(c *config.Config) []flagValue {
+		return []flagValue{{*serverName, &c.ServerName}, {*dataDir, &c.DataDir}, {*database, &c.Database}}
+	})
+	if err != nil {
+		return err
+	}
+	pw := *password
+	if *passwordFile != "" {
+		var raw []byte
+		if *passwordFile == "-" {
+			raw, err = io.ReadAll(io.LimitReader(stdin, 4096))
+		} else {
+			raw, err = os.ReadFile(*passwordFile)
+		}
+		if err != nil {
+			return err
+		}
+		pw, _, _ = strings.Cut(string(raw), "\n")
+		pw = strings.TrimSuffix(pw, "\r")
+	}
+	userID, created, err := server.CreateUser(context.Background(), cfg, fs.Arg(0), pw, *admin)
+	if err != nil {
+		return err
+	}
+	switch {
+	case created && *admin:
+		fmt.Fprintf(stdout, "created %s (server admin)\n", userID)
+	case created:
+		fmt.Fprintf(stdout, "created %s\n", userID)
+	default:
+		fmt.Fprintf(stdout, "%s is now a server admin\n", userID)
+	}
 	return nil
 }
 

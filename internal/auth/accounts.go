@@ -33,6 +33,8 @@ type Service struct {
 	// answers holds the first answer of each recently completed registration, to repeat
 	// to a client that retries the same UIA session (tokens are never stored).
 	answers answerCache
+	// seen holds where sessions were used from, until FlushSeen writes it.
+	seen seenLog
 	// DeviceTx, when set, runs every transaction that creates, renames or deletes devices,
 	// so that what else belongs to a device (its keys, its to-device inbox) goes in the same
 	// transaction and the change is announced once committed. Without it such a

@@ -86,6 +86,16 @@ type Config struct {
 	// TrustedProxies are addresses or CIDR ranges (a load balancer) whose X-Forwarded-For
 	// header is believed, so per-IP limits see clients rather than the proxy.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+
+	// TURN servers handed to VoIP clients (GET /voip/turnServer), with Synapse's settings:
+	// credentials are made per user from TurnSharedSecret (the TURN REST API scheme), or
+	// are the fixed TurnUsername and TurnPassword; each is valid for TurnUserLifetime.
+	TurnURIs         []string      `yaml:"turn_uris"`
+	TurnSharedSecret string        `yaml:"turn_shared_secret"`
+	TurnUsername     string        `yaml:"turn_username"`
+	TurnPassword     string        `yaml:"turn_password"`
+	TurnUserLifetime time.Duration `yaml:"turn_user_lifetime"`
+	TurnAllowGuests  bool          `yaml:"turn_allow_guests"`
 }
 
 // Default returns the configuration used when nothing is given.
@@ -121,6 +131,9 @@ func Default() Config {
 
 		ToDeviceInboxLimit: 10000,
 		PushAllowPrivate:   "off",
+
+		TurnUserLifetime: time.Hour,
+		TurnAllowGuests:  true,
 	}
 }
 
@@ -162,6 +175,12 @@ func setField(f reflect.Value, raw string) error {
 	switch f.Interface().(type) {
 	case string:
 		f.SetString(raw)
+	case bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return err
+		}
+		f.SetBool(b)
 	case time.Duration:
 		d, err := time.ParseDuration(raw)
 		if err != nil {
@@ -268,6 +287,17 @@ func (c *Config) Validate() error {
 		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
 			bad("push_trust: %s holds no PEM certificate", c.PushTrust)
 		}
+	}
+	for _, u := range c.TurnURIs {
+		if !strings.HasPrefix(u, "turn:") && !strings.HasPrefix(u, "turns:") && !strings.HasPrefix(u, "stun:") {
+			bad("turn_uris: %q is not a turn:, turns: or stun: URI", u)
+		}
+	}
+	if c.TurnUserLifetime < time.Second || c.TurnUserLifetime > 7*24*time.Hour {
+		bad("turn_user_lifetime must be between 1s and 168h, not %s", c.TurnUserLifetime)
+	}
+	if c.TurnSharedSecret != "" && c.TurnUsername != "" {
+		bad("turn_shared_secret and turn_username exclude each other")
 	}
 	if c.MaxConnections < 0 {
 		bad("max_connections must not be negative")

@@ -52,6 +52,12 @@ func Sample(c Config) string {
 	line("A PEM file of certificates trusted for push gateways' TLS, besides the system's roots (empty: none).", "push_trust", q(c.PushTrust))
 	line("PostgreSQL: connections in the pool, and how long one is kept (0: for ever).", "postgres_max_connections", c.PGMaxConns)
 	line("", "postgres_conn_max_lifetime", c.PGConnMaxLifetime)
+	line("TURN server URIs handed to VoIP clients (GET /voip/turnServer), e.g. [\"turn:turn.example.org?transport=udp\"];\nempty: none, and the endpoint answers {}.", "turn_uris", "[]")
+	line("Secret shared with the TURN server (coturn's static-auth-secret): each user gets a username\n\"<expiry>:<user ID>\" and the password base64(HMAC-SHA1(secret, username)).", "turn_shared_secret", q(c.TurnSharedSecret))
+	line("Fixed TURN credentials, used instead when there is no shared secret.", "turn_username", q(c.TurnUsername))
+	line("", "turn_password", q(c.TurnPassword))
+	line("How long TURN credentials are valid.", "turn_user_lifetime", c.TurnUserLifetime)
+	line("Whether guests may get TURN credentials.", "turn_allow_guests", c.TurnAllowGuests)
 	line("bcrypt work factor for stored passwords (4-31); each step doubles the cost of a login.", "bcrypt_cost", c.BcryptCost)
 	return b.String()
 }

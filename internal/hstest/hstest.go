@@ -30,6 +30,7 @@ import (
 	"porthole/internal/config"
 	"porthole/internal/server"
 	"porthole/internal/specschema"
+	"porthole/internal/storage"
 )
 
 // Server is a running test homeserver.
@@ -391,5 +392,13 @@ func (s *Server) waitWaiting(t testing.TB, done func(int64) bool) {
 		case <-deadline:
 			t.Fatalf("timed out waiting for the parked long-poll count (have %d)", s.Server.Notifier().Waiting())
 		}
+	}
+}
+
+// MakeAdmin makes a user a server administrator (as porthole create-user --admin does).
+func (s *Server) MakeAdmin(t testing.TB, userID string) {
+	t.Helper()
+	if err := s.Server.Store().Write(context.Background(), func(tx storage.Tx) error { return tx.SetAdmin(context.Background(), userID, true) }); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -102,3 +102,15 @@ func LimitExceeded(retryAfterMS int64) *Error {
 func Internal(err error) *Error {
 	return &Error{Status: http.StatusInternalServerError, Code: "M_UNKNOWN", Message: "Internal server error", Err: err}
 }
+
+// ThreepidChangesDisabled is Synapse's answer to adding or removing a third-party
+// identifier when the server does not allow it: 400 M_FORBIDDEN.
+func ThreepidChangesDisabled() *Error {
+	return newErr(http.StatusBadRequest, "M_FORBIDDEN", "3PID changes are disabled on this server")
+}
+func ThreepidMediumNotSupported(msg string) *Error {
+	return newErr(http.StatusBadRequest, "M_THREEPID_MEDIUM_NOT_SUPPORTED", msg)
+}
+func ServerNotTrusted(msg string) *Error {
+	return newErr(http.StatusBadRequest, "M_SERVER_NOT_TRUSTED", msg)
+}

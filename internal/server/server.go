@@ -30,6 +30,7 @@ import (
 	"porthole/internal/notify"
 	"porthole/internal/outbox"
 	"porthole/internal/ratelimit"
+	"porthole/internal/reports"
 	"porthole/internal/rooms"
 	"porthole/internal/storage"
 	"porthole/internal/storage/sqlstore"
@@ -124,8 +125,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	api := client.New(accounts, roomSvc, eph, sy, keys, client.Config{
 		ServerName: cfg.ServerName, BaseURL: cfg.BaseURL(), MaxBody: cfg.MaxRequestBody, DefaultTimeout: cfg.LongPollDefault,
 		Limits: limits, Proxies: client.ParseProxies(cfg.TrustedProxies),
+		Turn: client.Turn{URIs: cfg.TurnURIs, SharedSecret: cfg.TurnSharedSecret, Username: cfg.TurnUsername, Password: cfg.TurnPassword,
+			UserLifetime: cfg.TurnUserLifetime, AllowGuests: cfg.TurnAllowGuests},
 	}, log)
 	api.SetNotify(pushes)
+	api.SetReports(reports.New(store, reports.Config{ServerName: cfg.ServerName, EventVisible: func(ctx context.Context, s *auth.Session, roomID, eventID string) error {
+		_, err := sy.Event(ctx, s, roomID, eventID)
+		return err
+	}}, log))
 	if err := ob.Start(); err != nil {
 		store.Close()
 		return nil, err
@@ -188,6 +195,9 @@ func (s *Server) API() *client.API { return s.api }
 
 // Store exposes the database (tests read what clients are not shown, such as prev_events).
 func (s *Server) Store() storage.Store { return s.store }
+
+// Accounts exposes the account service (tests flush connections and check OpenID tokens).
+func (s *Server) Accounts() *auth.Service { return s.accounts }
 
 // Rooms exposes the rooms service (tests persist remote events through it).
 func (s *Server) Rooms() *rooms.Service { return s.rooms }
@@ -302,6 +312,21 @@ func (s *Server) startCrossNode() {
 			}
 		}
 	}()
+	// Where clients connect from is written in batches, not on every request.
+	go func() {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				if err := s.accounts.FlushSeen(ctx, now); err != nil && ctx.Err() == nil {
+					s.log.Warn("recording client addresses", "err", err)
+				}
+			}
+		}
+	}()
 	if !s.store.Shared() {
 		return
 	}
@@ -336,6 +361,9 @@ func (s *Server) Close() error {
 	s.notifier.Shutdown()
 	s.eph.Close()
 	s.outbox.Close()
+	if err := s.accounts.FlushSeen(context.Background(), time.Now()); err != nil {
+		s.log.Warn("recording client addresses", "err", err)
+	}
 	return s.store.Close()
 }
 
@@ -348,4 +376,16 @@ func redactDSN(dsn string) string {
 		}
 	}
 	return dsn
+}
+
+// CreateUser makes an account in the configured database (porthole create-user), with
+// no server running or beside a running one: both engines take concurrent writers.
+func CreateUser(ctx context.Context, cfg config.Config, localpart, password string, admin bool) (userID string, created bool, err error) {
+	store, err := sqlstore.Open(ctx, cfg.DatabaseURL(), sqlstore.Options{SQLiteReaders: 1, PGMaxConns: 2})
+	if err != nil {
+		return "", false, fmt.Errorf("opening database: %w", err)
+	}
+	defer store.Close()
+	accounts := auth.New(store, auth.Config{ServerName: cfg.ServerName, BcryptCost: cfg.BcryptCost}, slog.New(slog.DiscardHandler))
+	return accounts.CreateUser(ctx, localpart, password, admin)
 }

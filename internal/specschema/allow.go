@@ -52,6 +52,12 @@ var allowances = []allowance{
 		why: "a schema bug: with ?format=event the answer is a state event, which matches both " +
 			"branches of the spec's oneOf (any object, and a state event), so oneOf can never pass.",
 	},
+	{
+		method: "GET", template: "/_matrix/client/v3/voip/turnServer", pointers: []string{""},
+		problem: "missing properties 'username', 'password', 'uris', 'ttl'",
+		why: "with no TURN server configured Synapse answers {}, which clients (matrix-js-sdk's " +
+			"checkTurnServers) read as none; the spec's schema has no empty answer.",
+	},
 }
 
 func allowed(v Violation) bool {

@@ -30,6 +30,8 @@ type User struct {
 	DisplayName  *string
 	AvatarURL    *string
 	CreatedTS    int64
+	// Admin marks a server administrator (porthole create-user --admin).
+	Admin bool
 }
 
 // Device is one login of a user.
@@ -465,6 +467,7 @@ type Accounts interface {
 // Reader covers the read side of rooms, events and the ephemeral streams.
 type Reader interface {
 	E2EEReader
+	AdminReader
 	Room(ctx context.Context, roomID string) (Room, error)
 	EventByID(ctx context.Context, eventID string) (Event, error)
 	EventsByIDs(ctx context.Context, eventIDs []string) ([]Event, error)
@@ -549,6 +552,7 @@ type Tx interface {
 	Reader
 	OutboxWriter
 	E2EETx
+	AdminTx
 	// AfterCommit runs fn once the transaction has committed (not at all if it rolls back).
 	AfterCommit(fn func())
 	// LockStream serialises this transaction with every other stream writer, on every

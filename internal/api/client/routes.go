@@ -17,6 +17,7 @@ import (
 	"porthole/internal/mxerr"
 	"porthole/internal/notify"
 	"porthole/internal/ratelimit"
+	"porthole/internal/reports"
 	"porthole/internal/rooms"
 	"porthole/internal/syncer"
 )
@@ -31,6 +32,8 @@ type Config struct {
 	Limits *Limits
 	// Proxies are trusted for X-Forwarded-For.
 	Proxies Proxies
+	// Turn is what GET /voip/turnServer hands out.
+	Turn Turn
 }
 
 // Limits are the request rate limiters and the long-poll caps.
@@ -49,7 +52,8 @@ type API struct {
 	cfg     Config
 	log     *slog.Logger
 	filters filterCache
-	notify  *notify.Service // see SetNotify
+	notify  *notify.Service  // see SetNotify
+	reports *reports.Service // see SetReports
 }
 
 // New returns the client API.
@@ -206,6 +210,30 @@ func (a *API) routes() []route {
 		{method: "GET", path: "/room_keys/keys/{roomId}/{sessionId}", access: members, h: a.getRoomKeys},
 		{method: "PUT", path: "/room_keys/keys/{roomId}/{sessionId}", access: members, h: a.putRoomKeys},
 		{method: "DELETE", path: "/room_keys/keys/{roomId}/{sessionId}", access: members, h: a.deleteRoomKeys},
+		// Third-party networks (no bridges yet) and identifiers (not verified here).
+		{method: "GET", path: "/thirdparty/protocols", access: guestsOK, h: a.thirdPartyProtocols},
+		{method: "GET", path: "/thirdparty/protocol/{protocol}", access: guestsOK, h: a.thirdPartyProtocol},
+		{method: "GET", path: "/thirdparty/location", access: guestsOK, h: a.thirdPartyLookup},
+		{method: "GET", path: "/thirdparty/location/{protocol}", access: guestsOK, h: a.thirdPartyLookup},
+		{method: "GET", path: "/thirdparty/user", access: guestsOK, h: a.thirdPartyLookup},
+		{method: "GET", path: "/thirdparty/user/{protocol}", access: guestsOK, h: a.thirdPartyLookup},
+		{method: "GET", path: "/account/3pid", access: members, h: a.getThreepids},
+		{method: "POST", path: "/account/3pid", access: members, h: a.threepidChange},
+		{method: "POST", path: "/account/3pid/add", access: members, h: a.threepidChange},
+		{method: "POST", path: "/account/3pid/delete", access: members, h: a.threepidChange},
+		{method: "POST", path: "/account/3pid/bind", access: members, h: a.threepidBind},
+		{method: "POST", path: "/account/3pid/unbind", access: members, h: a.threepidUnbind},
+		{method: "POST", path: "/account/3pid/email/requestToken", access: public, h: a.threepidChange},
+		{method: "POST", path: "/account/3pid/msisdn/requestToken", access: public, h: a.threepidMsisdnToken},
+
+		// Guests may call (turn_allow_guests decides whether they get credentials).
+		{method: "GET", path: "/voip/turnServer", access: guestsOK, h: a.turnServer, v1: true},
+		{method: "POST", path: "/user/{userId}/openid/request_token", access: members, h: a.openIDToken},
+		{method: "GET", path: "/admin/whois/{userId}", access: members, h: a.whois, v1: true},
+		{method: "POST", path: "/rooms/{roomId}/report/{eventId}", access: members, h: a.reportEvent},
+		{method: "POST", path: "/rooms/{roomId}/report", access: members, h: a.reportRoom},
+		{method: "POST", path: "/users/{userId}/report", access: members, h: a.reportUser},
+
 		{method: "GET", path: "/notifications", access: members, h: a.getNotifications},
 		{method: "GET", path: "/pushers", access: members, h: a.getPushers},
 		{method: "POST", path: "/pushers/set", access: members, h: a.setPusher},
@@ -291,6 +319,7 @@ func (a *API) serve(rt route, w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		httpx.AddLogAttr(r.Context(), slog.String("user", s.UserID))
+		a.auth.Seen(s, a.clientIP(r), r.UserAgent(), time.Now())
 		sess = s
 	}
 	return rt.h(w, r, sess)

@@ -244,3 +244,92 @@ func TestLongINLists(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// Admins, client connections, OpenID tokens and reports behave alike on both engines.
+func TestConformanceAdmin(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			write := func(fn func(tx storage.Tx) error) {
+				t.Helper()
+				if err := s.Write(ctx, fn); err != nil {
+					t.Fatal(err)
+				}
+			}
+			write(func(tx storage.Tx) error {
+				if err := tx.CreateUser(ctx, storage.User{ID: "@root:hs", CreatedTS: 1, Admin: true}); err != nil {
+					return err
+				}
+				if err := tx.CreateUser(ctx, storage.User{ID: "@u:hs", CreatedTS: 1}); err != nil {
+					return err
+				}
+				return tx.CreateDevice(ctx, storage.Device{UserID: "@u:hs", ID: "D", CreatedTS: 1, LastSeenTS: 1})
+			})
+			if u, _ := s.User(ctx, "@root:hs"); !u.Admin {
+				t.Fatal("admin flag lost")
+			}
+			write(func(tx storage.Tx) error { return tx.SetAdmin(ctx, "@u:hs", true) })
+			if u, _ := s.User(ctx, "@u:hs"); !u.Admin {
+				t.Fatal("SetAdmin")
+			}
+			if err := s.Write(ctx, func(tx storage.Tx) error { return tx.SetAdmin(ctx, "@ghost:hs", true) }); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("SetAdmin of nobody: %v", err)
+			}
+
+			// Connections keep their latest time; the device follows the latest.
+			write(func(tx storage.Tx) error {
+				return tx.PutClientIPs(ctx, []storage.ClientIP{{UserID: "@u:hs", DeviceID: "D", IP: "10.0.0.1", UserAgent: "a", LastSeen: 100},
+					{UserID: "@u:hs", DeviceID: "D", IP: "10.0.0.2", UserAgent: "a", LastSeen: 50}})
+			})
+			write(func(tx storage.Tx) error {
+				return tx.PutClientIPs(ctx, []storage.ClientIP{{UserID: "@u:hs", DeviceID: "D", IP: "10.0.0.1", UserAgent: "a", LastSeen: 90}})
+			})
+			ips, err := s.ClientIPs(ctx, "@u:hs")
+			if err != nil || len(ips) != 2 || ips[0].IP != "10.0.0.1" || ips[0].LastSeen != 100 || ips[1].LastSeen != 50 {
+				t.Fatalf("client IPs: %+v %v", ips, err)
+			}
+			if d, _ := s.Device(ctx, "@u:hs", "D"); d.LastSeenTS != 100 || d.LastSeenIP != "10.0.0.1" {
+				t.Fatalf("device last seen: %+v", d)
+			}
+			write(func(tx storage.Tx) error { return tx.PruneClientIPs(ctx, 60) })
+			if ips, _ := s.ClientIPs(ctx, "@u:hs"); len(ips) != 1 {
+				t.Fatalf("after pruning: %+v", ips)
+			}
+			write(func(tx storage.Tx) error { _, err := tx.DeleteDevices(ctx, "@u:hs", []string{"D"}, ""); return err })
+			if ips, _ := s.ClientIPs(ctx, "@u:hs"); len(ips) != 0 {
+				t.Fatalf("a deleted device's connections: %+v", ips)
+			}
+
+			// OpenID tokens expire, and expired ones are removed by the next insert.
+			write(func(tx storage.Tx) error { return tx.PutOpenIDToken(ctx, "h1", "@u:hs", 1000, 0) })
+			if who, err := s.OpenIDToken(ctx, "h1", 999); err != nil || who != "@u:hs" {
+				t.Fatalf("openid: %q %v", who, err)
+			}
+			if _, err := s.OpenIDToken(ctx, "h1", 1000); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("expired openid token: %v", err)
+			}
+			write(func(tx storage.Tx) error { return tx.PutOpenIDToken(ctx, "h2", "@u:hs", 5000, 2000) })
+			if _, err := s.OpenIDToken(ctx, "h1", 0); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("expired token kept: %v", err)
+			}
+
+			var ids []int64
+			write(func(tx storage.Tx) error {
+				for _, r := range []storage.Report{{Kind: storage.ReportEvent, Reporter: "@u:hs", RoomID: "!r:hs", EventID: "$e", Reason: "x", Content: []byte(`{"reason":"x"}`), ReceivedTS: 5},
+					{Kind: storage.ReportUser, Reporter: "@u:hs", TargetUser: "@root:hs", ReceivedTS: 6}} {
+					id, err := tx.PutReport(ctx, r)
+					if err != nil {
+						return err
+					}
+					ids = append(ids, id)
+				}
+				return nil
+			})
+			reps, err := s.Reports(ctx, 10)
+			if err != nil || len(reps) != 2 || reps[0].ID != ids[1] || reps[0].TargetUser != "@root:hs" || string(reps[0].Content) != "{}" ||
+				reps[1].EventID != "$e" || string(reps[1].Content) != `{"reason":"x"}` || ids[1] != ids[0]+1 {
+				t.Fatalf("reports: %+v %v %v", reps, ids, err)
+			}
+		})
+	}
+}

@@ -124,8 +124,8 @@ func anys[T any](vs []T) []any {
 func (r reader) User(ctx context.Context, userID string) (storage.User, error) {
 	var u storage.User
 	var dn, av sql.NullString
-	err := r.row(ctx, `SELECT user_id, password_hash, is_guest, deactivated, displayname, avatar_url, created_ts FROM users WHERE user_id = $1`, userID).
-		Scan(&u.ID, &u.PasswordHash, &u.IsGuest, &u.Deactivated, &dn, &av, &u.CreatedTS)
+	err := r.row(ctx, `SELECT user_id, password_hash, is_guest, deactivated, displayname, avatar_url, created_ts, admin FROM users WHERE user_id = $1`, userID).
+		Scan(&u.ID, &u.PasswordHash, &u.IsGuest, &u.Deactivated, &dn, &av, &u.CreatedTS, &u.Admin)
 	u.DisplayName, u.AvatarURL = nullPtr(dn), nullPtr(av)
 	return u, translate(err)
 }

@@ -73,8 +73,8 @@ func mustAffect(res sql.Result, err error) error {
 }
 
 func (t *txn) CreateUser(ctx context.Context, u storage.User) error {
-	_, err := t.exec(ctx, `INSERT INTO users (user_id, password_hash, is_guest, deactivated, displayname, avatar_url, created_ts) VALUES ($1, $2, $3, FALSE, $4, $5, $6)`,
-		u.ID, u.PasswordHash, u.IsGuest, ptrNull(u.DisplayName), ptrNull(u.AvatarURL), u.CreatedTS)
+	_, err := t.exec(ctx, `INSERT INTO users (user_id, password_hash, is_guest, deactivated, displayname, avatar_url, created_ts, admin) VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7)`,
+		u.ID, u.PasswordHash, u.IsGuest, ptrNull(u.DisplayName), ptrNull(u.AvatarURL), u.CreatedTS, u.Admin)
 	return err
 }
 
@@ -128,6 +128,9 @@ func (t *txn) DeleteDevices(ctx context.Context, userID string, deviceIDs []stri
 		}
 		// A pusher goes with the device that made it (as in Synapse).
 		if _, err := t.exec(ctx, `DELETE FROM pushers WHERE user_id = $1 AND device_id = $2`, userID, d); err != nil {
+			return nil, err
+		}
+		if _, err := t.exec(ctx, `DELETE FROM client_ips WHERE user_id = $1 AND device_id = $2`, userID, d); err != nil {
 			return nil, err
 		}
 	}
