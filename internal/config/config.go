@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"porthole/internal/roomversion"
 )
 
 // Config is the whole server configuration. The yaml tags are the file's keys; the env
@@ -226,10 +228,8 @@ func (c *Config) Validate() error {
 	if c.Guests != "on" && c.Guests != "off" {
 		bad("guests must be on or off, not %q", c.Guests)
 	}
-	switch c.DefaultRoomVer {
-	case "10", "11", "12":
-	default:
-		bad("default_room_version must be 10, 11 or 12, not %q", c.DefaultRoomVer)
+	if !roomversion.IsSupported(c.DefaultRoomVer) {
+		bad("default_room_version must be a room version from 1 to 12, not %q", c.DefaultRoomVer)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -32,7 +32,7 @@ func TestValidateReportsEverything(t *testing.T) {
 	c := Default()
 	c.Registration = "maybe"
 	c.Guests = "sometimes"
-	c.DefaultRoomVer = "9"
+	c.DefaultRoomVer = "13"
 	c.Listen = "nowhere"
 	c.Pprof = "0.0.0.0:6060"
 	c.TrustedProxies = []string{"not-an-ip"}

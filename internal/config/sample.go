@@ -19,14 +19,14 @@ func Sample(c Config) string {
 	}
 	q := func(s string) string { return fmt.Sprintf("%q", s) }
 	b.WriteString("# Porthole homeserver configuration.\n# Every key can also be set with the environment variable PORTHOLE_<KEY> (upper case),\n# and the common ones with command-line flags; flags win over the environment, which wins over this file.\n\n")
-	line("The server name: the part after the colon in user IDs, room aliases and (room v10/v11) room IDs.\nIt cannot be changed once users exist.", "server_name", q(c.ServerName))
+	line("The server name: the part after the colon in user IDs, room aliases and (room v1 to v11) room IDs.\nIt cannot be changed once users exist.", "server_name", q(c.ServerName))
 	line("Address for the client API (host:port).", "listen", q(c.Listen))
 	line("Directory for the SQLite database and the signing key; created if missing.", "data_dir", q(c.DataDir))
 	line("Database: empty for SQLite in data_dir, a sqlite:// path for another SQLite file,\nor postgres://user@host:5432/db for PostgreSQL.", "database", q(c.Database))
 	line("Base URL clients should use, advertised at /.well-known/matrix/client (default: http://<listen>).", "public_baseurl", q(c.PublicBaseURL))
 	line("Whether anyone may register an account: open or closed.", "registration", c.Registration)
 	line("Whether visitors may register guest accounts (POST /register?kind=guest): on or off.\nExisting guests keep working when this is turned off.", "guests", c.Guests)
-	line("Room version for new rooms when the client does not ask for one: 10, 11 or 12.", "default_room_version", q(c.DefaultRoomVer))
+	line("Room version for new rooms when the client does not ask for one: 1 to 12.\nVersions 1 to 9 exist for older rooms and clients that ask for them; 10 is what most servers use.", "default_room_version", q(c.DefaultRoomVer))
 	line("Log level: debug, info, warn or error.", "log_level", c.LogLevel)
 	line("Log format: text or json.", "log_format", c.LogFormat)
 	line("Largest request body accepted, in bytes; larger ones get 413 M_TOO_LARGE.", "max_request_body", c.MaxRequestBody)

@@ -66,7 +66,7 @@ func BenchmarkSignAndAuthorize(b *testing.B) {
 			for i := range state {
 				switch state[i].Type {
 				case "m.room.create", "m.room.power_levels", "m.room.member":
-					p, _ := parsePDU(state[i].PDU)
+					p, _ := parsePDU(version, state[i].PDU)
 					authPDUs[id.EventID(state[i].ID)] = p
 					authIDs = append(authIDs, id.EventID(state[i].ID))
 				}
@@ -79,7 +79,7 @@ func BenchmarkSignAndAuthorize(b *testing.B) {
 				if err != nil {
 					return nil, nil
 				}
-				return parsePDU(ev.PDU)
+				return parsePDU(version, ev.PDU)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -87,7 +87,7 @@ func BenchmarkSignAndAuthorize(b *testing.B) {
 				ev := &pdu.PDU{Type: "m.room.message", Sender: "@u:bench", RoomID: id.RoomID(roomID), Depth: room.Depth + 1,
 					OriginServerTS: int64(i), PrevEvents: []id.EventID{id.EventID(room.HeadEventID)}, AuthEvents: authIDs,
 					Content: jsontext.Value(fmt.Sprintf(`{"body":"m%d","msgtype":"m.text"}`, i))}
-				if _, _, err := s.signAndAuthorize(version, ev, authPDUs, lookup); err != nil {
+				if _, _, err := s.signAndAuthorize(version, ev, authPDUs, lookup, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

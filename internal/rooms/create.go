@@ -11,6 +11,7 @@ import (
 
 	"porthole/internal/auth"
 	"porthole/internal/mxerr"
+	"porthole/internal/roomversion"
 	"porthole/internal/storage"
 )
 
@@ -105,7 +106,7 @@ func (s *Service) planRoom(ctx context.Context, sess *auth.Session, req CreateRo
 	if plan.version == "" {
 		plan.version = s.cfg.DefaultVersion
 	}
-	if !IsSupportedVersion(plan.version) {
+	if !roomversion.IsSupported(plan.version) {
 		return nil, mxerr.UnsupportedRoomVersion("This server does not support room version " + plan.version)
 	}
 	switch req.Visibility {

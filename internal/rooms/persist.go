@@ -1,7 +1,7 @@
 // Package rooms creates rooms and writes room events: create, join, leave, invite, kick,
 // ban, send, state, redact, aliases and the directory. Every event goes through one path
 // (persist): build the PDU with mautrix (prev_events, depth, auth_events, content hash,
-// signature, reference-hash event ID), authorize it with mautrix's eventauth against the
+// signature, event ID in the room version's format), authorize it with mautrix's eventauth against the
 // room's current state, store it in the same transaction as the state it changes, and
 // publish it through the live hub once committed.
 package rooms
@@ -25,9 +25,11 @@ import (
 	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
 
+	"porthole/internal/auth"
 	"porthole/internal/clientevent"
 	"porthole/internal/live"
 	"porthole/internal/mxerr"
+	"porthole/internal/roomversion"
 	"porthole/internal/storage"
 	"porthole/internal/stream"
 	"porthole/internal/visibility"
@@ -67,19 +69,6 @@ func New(hub *live.Hub, store storage.Store, cfg Config, log *slog.Logger) *Serv
 
 // DefaultVersion is the room version new rooms get unless the client asks for another.
 func (s *Service) DefaultVersion() string { return s.cfg.DefaultVersion }
-
-// SupportedVersions are the room versions this server creates and accepts.
-var SupportedVersions = []string{"10", "11", "12"}
-
-// IsSupportedVersion reports whether v is a version Porthole can create.
-func IsSupportedVersion(v string) bool {
-	for _, s := range SupportedVersions {
-		if s == v {
-			return true
-		}
-	}
-	return false
-}
 
 // Proto is an event to be built: what the client or the server decided, before hashes,
 // signatures and graph fields are added.
@@ -133,13 +122,9 @@ func (s *Service) write(ctx context.Context, roomID string, fn func(pc *persistC
 	})
 }
 
-// parsePDU decodes a stored PDU.
-func parsePDU(raw []byte) (*pdu.PDU, error) {
-	var p pdu.PDU
-	if err := json.Unmarshal(raw, &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
+// parsePDU decodes a stored PDU of a room of the given version.
+func parsePDU(version id.RoomVersion, raw []byte) (*pdu.PDU, error) {
+	return roomversion.Parse(version, raw)
 }
 
 // canonicalContent checks that content is a JSON object in the canonical-JSON subset
@@ -271,7 +256,7 @@ func (s *Service) prepare(ctx context.Context, r storage.Reader, room storage.Ro
 	authPDUs := make(map[id.EventID]*pdu.PDU, len(selection))
 	for _, k := range selection {
 		if se := byKey[storage.StateKeyOf{Type: k.Type, StateKey: k.StateKey}]; se != nil {
-			parsed, err := parsePDU(se.PDU)
+			parsed, err := parsePDU(version, se.PDU)
 			if err != nil {
 				return nil, fmt.Errorf("parsing auth event %s: %w", se.ID, err)
 			}
@@ -286,9 +271,13 @@ func (s *Service) prepare(ctx context.Context, r storage.Reader, room storage.Ro
 		} else if err != nil {
 			return nil, err
 		}
-		return parsePDU(stored.PDU)
+		return parsePDU(version, stored.PDU)
 	}
-	eventID, raw, err := s.signAndAuthorize(version, ev, authPDUs, lookup)
+	hashOf, err := s.referenceHashes(ctx, r, version, ev, byKey)
+	if err != nil {
+		return nil, err
+	}
+	eventID, raw, err := s.signAndAuthorize(version, ev, authPDUs, lookup, hashOf)
 	if err != nil {
 		return nil, err
 	}
@@ -392,11 +381,14 @@ var lockSeed = maphash.MakeSeed()
 // signAndAuthorize hashes and signs a built event, derives its event ID, checks it against
 // the room's auth rules (mautrix eventauth) with the given auth events (lookup finds any
 // other event the rules ask for), and returns the ID and the stored JSON.
-func (s *Service) signAndAuthorize(version id.RoomVersion, ev *pdu.PDU, authPDUs map[id.EventID]*pdu.PDU, lookup func(id.EventID) (*pdu.PDU, error)) (id.EventID, []byte, error) {
-	if err := ev.Sign(version, s.cfg.ServerName, s.cfg.Key.ID, s.cfg.Key.Priv); err != nil {
-		return "", nil, mxerr.BadJSON("Invalid event: " + err.Error())
+func (s *Service) signAndAuthorize(version id.RoomVersion, ev *pdu.PDU, authPDUs map[id.EventID]*pdu.PDU, lookup func(id.EventID) (*pdu.PDU, error), hashOf func(id.EventID) (pdu.Hashes, error)) (id.EventID, []byte, error) {
+	var newID id.EventID
+	if roomversion.V1Format(version) {
+		// Room v1 and v2: the server names its events.
+		newID = id.EventID("$" + auth.RandomID(18) + ":" + s.cfg.ServerName)
 	}
-	eventID, err := ev.GetEventID(version)
+	signer := roomversion.Signer{ServerName: s.cfg.ServerName, KeyID: s.cfg.Key.ID, Key: s.cfg.Key.Priv}
+	eventID, raw, err := signer.Sign(version, ev, newID, hashOf)
 	if err != nil {
 		return "", nil, mxerr.BadJSON("Invalid event: " + err.Error())
 	}
@@ -423,14 +415,45 @@ func (s *Service) signAndAuthorize(version id.RoomVersion, ev *pdu.PDU, authPDUs
 	if err := eventauth.Authorize(version, ev, nil, getEvents, getKey); err != nil {
 		return "", nil, authError(err)
 	}
-	raw, err := json.Marshal(ev)
-	if err != nil {
-		return "", nil, fmt.Errorf("encoding event: %w", err)
-	}
-	if canon, err := canonicaljson.Marshal(ev); err == nil && len(canon) > MaxPDUSize {
+	if canon, err := canonicaljson.CanonicalJSON(raw); err == nil && len(canon) > MaxPDUSize {
 		return "", nil, mxerr.TooLarge("Event is larger than 65536 bytes")
 	}
 	return eventID, raw, nil
+}
+
+// referenceHashes returns how a new event of a v1-format room (versions 1 and 2) finds the
+// reference hashes of the events it names: its auth events are in byKey, its prev events
+// are read. Later versions name events by ID alone (nil).
+func (s *Service) referenceHashes(ctx context.Context, r storage.Reader, version id.RoomVersion, ev *pdu.PDU, byKey map[storage.StateKeyOf]*storage.Event) (func(id.EventID) (pdu.Hashes, error), error) {
+	if !roomversion.V1Format(version) {
+		return nil, nil
+	}
+	raws := make(map[id.EventID][]byte, len(byKey)+len(ev.PrevEvents))
+	for _, e := range byKey {
+		raws[id.EventID(e.ID)] = e.PDU
+	}
+	var missing []string
+	for _, x := range ev.PrevEvents {
+		if _, ok := raws[x]; !ok {
+			missing = append(missing, string(x))
+		}
+	}
+	if len(missing) > 0 {
+		prev, err := r.EventsByIDs(ctx, missing)
+		if err != nil {
+			return nil, err
+		}
+		for i := range prev {
+			raws[id.EventID(prev[i].ID)] = prev[i].PDU
+		}
+	}
+	return func(eid id.EventID) (pdu.Hashes, error) {
+		raw, ok := raws[eid]
+		if !ok {
+			return pdu.Hashes{}, fmt.Errorf("%w: %s", roomversion.ErrMissingReference, eid)
+		}
+		return roomversion.ReferenceHash(version, raw)
+	}, nil
 }
 
 // store writes an authorized event and everything it changes.

@@ -11,6 +11,7 @@ import (
 	"porthole/internal/auth"
 	"porthole/internal/clientevent"
 	"porthole/internal/mxerr"
+	"porthole/internal/roomversion"
 	"porthole/internal/storage"
 )
 
@@ -124,11 +125,7 @@ func (pc *persistContext) applyRedaction(redaction *storage.Event, target string
 	} else if err != nil {
 		return nil, err
 	}
-	parsed, err := parsePDU(orig.PDU)
-	if err != nil {
-		return nil, err
-	}
-	pruned, err := json.Marshal(parsed.Redact(id.RoomVersion(pc.room.Version)))
+	pruned, err := roomversion.Redact(id.RoomVersion(pc.room.Version), orig.PDU)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 
 	"porthole/internal/clientevent"
 	"porthole/internal/live"
+	"porthole/internal/roomversion"
 	"porthole/internal/storage"
 	"porthole/internal/stream"
 	"porthole/internal/visibility"
@@ -245,7 +246,7 @@ func (pc *persistContext) acceptRemote(re RemoteEvent, before, after, current St
 // derives from the state before it (as for a local event: see persistContext.store).
 func (pc *persistContext) remoteEvent(re RemoteEvent, before StateMap, pos stream.Pos) (*storage.Event, error) {
 	p := re.PDU
-	raw, err := json.Marshal(p)
+	raw, err := roomversion.Encode(id.RoomVersion(pc.room.Version), p)
 	if err != nil {
 		return nil, err
 	}
@@ -336,7 +337,7 @@ func (pc *persistContext) applyCurrentState(current, next StateMap, pos stream.P
 // after, when known, is its state after it (a soft-failed event may be built upon).
 func (pc *persistContext) storeAside(re RemoteEvent, status, reason string, after StateMap) error {
 	ctx, tx, p := pc.ctx, pc.tx, re.PDU
-	raw, err := json.Marshal(p)
+	raw, err := roomversion.Encode(id.RoomVersion(pc.room.Version), p)
 	if err != nil {
 		return err
 	}
@@ -468,7 +469,7 @@ func (pc *persistContext) pduFetcher() func([]id.EventID) ([]*pdu.PDU, error) {
 			if e == nil {
 				continue
 			}
-			p, err := parsePDU(e.PDU)
+			p, err := parsePDU(id.RoomVersion(pc.room.Version), e.PDU)
 			if err != nil {
 				return nil, fmt.Errorf("stored event %s: %w", e.ID, err)
 			}

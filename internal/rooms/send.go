@@ -150,7 +150,7 @@ func powerLevels(ctx context.Context, r storage.Reader, room storage.Room) (*eve
 				return nil, err
 			}
 		case "m.room.create":
-			parsed, err := parsePDU(evs[i].PDU)
+			parsed, err := parsePDU(id.RoomVersion(room.Version), evs[i].PDU)
 			if err != nil {
 				return nil, err
 			}

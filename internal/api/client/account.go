@@ -9,7 +9,7 @@ import (
 	"porthole/internal/auth"
 	"porthole/internal/httpx"
 	"porthole/internal/mxerr"
-	"porthole/internal/rooms"
+	"porthole/internal/roomversion"
 )
 
 // specVersions are the Client-Server API versions Porthole implements.
@@ -26,8 +26,8 @@ func (a *API) wellKnown(w http.ResponseWriter, r *http.Request, _ *auth.Session)
 
 func (a *API) capabilities(w http.ResponseWriter, r *http.Request, _ *auth.Session) error {
 	available := map[string]string{}
-	for _, v := range rooms.SupportedVersions {
-		available[v] = "stable"
+	for _, v := range roomversion.Supported {
+		available[string(v)] = "stable"
 	}
 	return httpx.WriteJSON(w, 200, map[string]any{"capabilities": map[string]any{
 		"m.room_versions":   map[string]any{"default": a.rooms.DefaultVersion(), "available": available},

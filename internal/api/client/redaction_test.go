@@ -13,7 +13,7 @@ import (
 // target in content.redacts is checked (own event or redact power) and applied by the
 // server exactly like /redact.
 func TestRedactionThroughSend(t *testing.T) {
-	for _, version := range []string{"10", "11"} {
+	for _, version := range roomVersions {
 		t.Run("v"+version, func(t *testing.T) {
 			s := hstest.New(t)
 			owner := s.Register(t, "")
