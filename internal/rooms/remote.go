@@ -190,7 +190,7 @@ func (pc *persistContext) acceptRemote(re RemoteEvent, before, after, current St
 		if pc.s.cfg.Resolve == nil {
 			return errors.New("the room forked and no state resolution is configured")
 		}
-		if newCurrent, err = pc.s.cfg.Resolve(ctx, version, sets, fetch); err != nil {
+		if newCurrent, err = pc.s.cfg.Resolve(ctx, version, sets, withEventFetched(fetch, re)); err != nil {
 			return fmt.Errorf("resolving state: %w", err)
 		}
 	}
@@ -240,6 +240,25 @@ func (pc *persistContext) acceptRemote(re RemoteEvent, before, after, current St
 		return pc.enforceGuestAccess()
 	}
 	return nil
+}
+
+// withEventFetched serves the event being persisted (not stored yet) besides the stored
+// ones: the state after it, which is resolved with the others, names it.
+func withEventFetched(fetch func([]id.EventID) ([]*pdu.PDU, error), re RemoteEvent) func([]id.EventID) ([]*pdu.PDU, error) {
+	return func(ids []id.EventID) ([]*pdu.PDU, error) {
+		out, err := fetch(ids)
+		if err != nil {
+			return nil, err
+		}
+		for i, x := range ids {
+			if x == re.EventID && out[i] == nil {
+				p := *re.PDU
+				p.InternalMeta.EventID = re.EventID
+				out[i] = &p
+			}
+		}
+		return out, nil
+	}
 }
 
 // remoteEvent builds the stored form of a remote event at pos, with what the server

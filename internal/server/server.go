@@ -85,7 +85,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		ServerName: cfg.ServerName, OpenRegistration: cfg.Registration == "open",
 		GuestsEnabled: cfg.Guests == "on", BcryptCost: cfg.BcryptCost,
 	}, log)
-	roomSvc := rooms.New(hub, store, rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key}, log)
+	roomSvc := rooms.New(hub, store, rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key,
+		Resolve: stateResolver(nil)}, log)
 	var trust []byte
 	if cfg.PushTrust != "" {
 		if trust, err = os.ReadFile(cfg.PushTrust); err != nil {
