@@ -5,7 +5,10 @@ package filter
 import (
 	"encoding/json/jsontext"
 	"encoding/json/v2"
+	"strconv"
 	"strings"
+
+	"maunium.net/go/mautrix/id"
 )
 
 // Error is a filter that cannot be used; Code is the Matrix errcode to answer with.
@@ -106,7 +109,45 @@ func Parse(data []byte) (*Filter, error) {
 			return nil, err
 		}
 	}
+	if err := f.checkIDs(); err != nil {
+		return nil, err
+	}
 	return f, nil
+}
+
+// checkIDs refuses room and sender lists naming things that are not room or user IDs, as
+// Synapse's filter schema does for sync filters (not for /messages' RoomEventFilter).
+func (f *Filter) checkIDs() error {
+	users := [][]string{f.Presence.Senders, f.Presence.NotSenders, f.AccountData.Senders, f.AccountData.NotSenders}
+	rooms := [][]string{f.Room.Rooms, f.Room.NotRooms}
+	for _, ef := range []*RoomEventFilter{&f.Room.Timeline, &f.Room.State, &f.Room.Ephemeral, &f.Room.AccountData} {
+		users = append(users, ef.Senders, ef.NotSenders)
+		rooms = append(rooms, ef.Rooms, ef.NotRooms)
+	}
+	for _, list := range users {
+		for _, u := range list {
+			if _, _, err := id.UserID(u).ParseAndValidateRelaxed(); err != nil || len(u) > 255 || strings.HasPrefix(u, "@:") {
+				return badJSON(strconv.Quote(u) + " is not a user ID")
+			}
+		}
+	}
+	for _, list := range rooms {
+		for _, r := range list {
+			if !validRoomID(r) {
+				return badJSON(strconv.Quote(r) + " is not a room ID")
+			}
+		}
+	}
+	return nil
+}
+
+// validRoomID accepts "!opaque:server" and room version 12's "!hash".
+func validRoomID(r string) bool {
+	if len(r) < 2 || len(r) > 255 || r[0] != '!' || strings.ContainsAny(r, " \t\n\x00/") {
+		return false
+	}
+	local, server, hasServer := strings.Cut(r[1:], ":")
+	return local != "" && (!hasServer || server != "")
 }
 
 // ParseRoomEventFilter reads the filter parameter of /messages and /context.

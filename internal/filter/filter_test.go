@@ -59,6 +59,14 @@ func TestParseErrors(t *testing.T) {
 		`{"event_format":"xml"}`:                          "M_BAD_JSON",
 		`{"room":{"state":{"lazy_load_members":"true"}}}`: "M_BAD_JSON",
 		`{"room":[]}`:                                     "M_BAD_JSON",
+		// Rooms and senders must be room and user IDs (sytest 80torture/10filters.pl).
+		`{"room":{"timeline":{"rooms":["not_a_room_id"]}}}`:     "M_BAD_JSON",
+		`{"room":{"timeline":{"senders":["not_a_sender_id"]}}}`: "M_BAD_JSON",
+		`{"room":{"not_rooms":["!"]}}`:                          "M_BAD_JSON",
+		`{"room":{"rooms":["!a:"]}}`:                            "M_BAD_JSON",
+		`{"presence":{"not_senders":["@:x"]}}`:                  "M_BAD_JSON",
+		`{"account_data":{"senders":["bob"]}}`:                  "M_BAD_JSON",
+		`{"room":{"state":{"not_senders":["@a"]}}}`:             "M_BAD_JSON",
 	}
 	for in, code := range cases {
 		_, err := Parse([]byte(in))
@@ -66,6 +74,10 @@ func TestParseErrors(t *testing.T) {
 		if !ok || fe.Code != code {
 			t.Errorf("Parse(%s) = %v, want %s", in, err, code)
 		}
+	}
+	// Both forms of room ID, and user IDs with historical characters, are fine.
+	if _, err := Parse([]byte(`{"room":{"rooms":["!a:x.org","!AbC-_0"],"timeline":{"senders":["@Old_User:x.org:8448"]}}}`)); err != nil {
+		t.Error(err)
 	}
 	// null is absent; unknown keys are ignored.
 	if _, err := Parse([]byte(`{"room":null,"future_key":{"x":1}}`)); err != nil {

@@ -57,6 +57,23 @@ func timeoutParam(r *http.Request, def time.Duration) (time.Duration, error) {
 	return time.Duration(n) * time.Millisecond, nil
 }
 
+// syncTimeoutParam parses /sync's timeout as Synapse does: absent is 0; anything but a
+// non-negative integer (a negative one included) is 400 M_INVALID_PARAM.
+func syncTimeoutParam(r *http.Request) (time.Duration, error) {
+	raw, ok := query(r, "timeout")
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil {
+		return 0, mxerr.InvalidParam("Query parameter timeout must be an integer")
+	}
+	if n < 0 {
+		return 0, mxerr.InvalidParam("Query parameter timeout must be a positive integer.")
+	}
+	return time.Duration(min(n, int64(24*time.Hour/time.Millisecond))) * time.Millisecond, nil
+}
+
 // tokenParam parses a stream token parameter; absent, empty or "END" give nil.
 func tokenParam(r *http.Request, name string) (*stream.Pos, error) {
 	raw, ok := query(r, name)

@@ -111,7 +111,7 @@ func (a *API) syncHandler(w http.ResponseWriter, r *http.Request, s *auth.Sessio
 		}
 		return err
 	}
-	timeout, err := timeoutParam(r, 0)
+	timeout, err := syncTimeoutParam(r)
 	if err != nil {
 		return err
 	}

@@ -222,6 +222,13 @@ func TestFilters(t *testing.T) {
 	}
 	u.MustErr(t, 400, "M_BAD_JSON", "POST", "user/"+url.PathEscape(u.UserID)+"/filter", map[string]any{"room": map[string]any{"timeline": map[string]any{"limit": "two"}}})
 	u.MustErr(t, 400, "M_INVALID_PARAM", "GET", "sync?filter=999", nil)
+	// A negative or non-numeric timeout is refused, as Synapse's parse_integer does.
+	u.MustErr(t, 400, "M_INVALID_PARAM", "GET", "sync?timeout=-1", nil)
+	u.MustErr(t, 400, "M_INVALID_PARAM", "GET", "sync?timeout=soon", nil)
+	u.MustErr(t, 400, "M_INVALID_PARAM", "GET", "sync?timeout=", nil)
+	// Room and sender lists hold room and user IDs (sytest 80torture/10filters.pl).
+	u.MustErr(t, 400, "M_BAD_JSON", "POST", "user/"+url.PathEscape(u.UserID)+"/filter", map[string]any{"room": map[string]any{"timeline": map[string]any{"rooms": []string{"not_a_room_id"}}}})
+	u.MustErr(t, 400, "M_BAD_JSON", "GET", "sync?filter="+url.QueryEscape(`{"room":{"state":{"senders":["nobody"]}}}`), nil)
 	u.MustErr(t, 404, "M_NOT_FOUND", "GET", "user/"+url.PathEscape(u.UserID)+"/filter/999", nil)
 	u.MustErr(t, 403, "M_FORBIDDEN", "POST", "user/"+url.PathEscape("@other:localhost")+"/filter", map[string]any{})
 	g := s.Guest(t)
