@@ -75,7 +75,7 @@ func TestSyncInitialAndIncremental(t *testing.T) {
 		t.Fatalf("full_state: %s", fs)
 	}
 	bob.MustErr(t, 400, "M_UNKNOWN", "GET", "sync?since=nonsense", nil)
-	bob.MustErr(t, 400, "M_UNKNOWN", "GET", "sync?timeout=soon", nil)
+	bob.MustErr(t, 400, "M_INVALID_PARAM", "GET", "sync?timeout=soon", nil)
 }
 
 func TestSyncLongPollWokenBySend(t *testing.T) {
