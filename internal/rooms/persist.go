@@ -79,10 +79,16 @@ type Proto struct {
 	Sender   string
 	// Redacts is the target of an m.room.redaction.
 	Redacts string
-	// TxnID and DeviceID make client sends idempotent.
+	// TxnID and DeviceID make client sends idempotent. A transaction ID is scoped to the
+	// device and the endpoint (the spec: a retransmission has the same ID and the same path),
+	// so TxnPath names the endpoint's path without the ID ("send/m.room.message").
 	TxnID    string
+	TxnPath  string
 	DeviceID string
 }
+
+// txnKey is what a transaction is remembered by, besides sender, device and room.
+func (p *Proto) txnKey() string { return p.TxnPath + "/" + p.TxnID }
 
 func strPtr(s string) *string { return &s }
 
@@ -162,7 +168,7 @@ func (pc *persistContext) retried(p Proto) (*storage.Event, error) {
 	if p.TxnID == "" {
 		return nil, nil
 	}
-	existing, err := pc.tx.TxnEvent(pc.ctx, p.Sender, p.DeviceID, pc.room.ID, p.TxnID)
+	existing, err := pc.tx.TxnEvent(pc.ctx, p.Sender, p.DeviceID, pc.room.ID, p.txnKey())
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, nil
 	} else if err != nil {
@@ -528,7 +534,7 @@ func (pc *persistContext) store(ev *pdu.PDU, raw []byte, eventID id.EventID, pos
 	}
 	pc.room.HeadEventID, pc.room.Extremities, pc.room.Depth = stored.ID, extremities, depth
 	if p.TxnID != "" {
-		if err := tx.PutTxn(ctx, p.Sender, p.DeviceID, pc.room.ID, p.TxnID, stored.ID); err != nil {
+		if err := tx.PutTxn(ctx, p.Sender, p.DeviceID, pc.room.ID, p.txnKey(), stored.ID); err != nil {
 			return nil, err
 		}
 	}

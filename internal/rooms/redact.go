@@ -29,7 +29,7 @@ func (s *Service) Redact(ctx context.Context, sess *auth.Session, roomID, eventI
 		content["reason"] = reason
 	}
 	ev, err := s.persistOne(ctx, roomID, Proto{Type: "m.room.redaction", Content: mustJSON(content), Sender: sess.UserID,
-		Redacts: eventID, TxnID: txnID, DeviceID: sess.DeviceID})
+		Redacts: eventID, TxnID: txnID, TxnPath: "redact/" + eventID, DeviceID: sess.DeviceID})
 	if err != nil {
 		return "", roomError(err, notInRoom())
 	}

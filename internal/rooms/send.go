@@ -37,7 +37,7 @@ func (s *Service) Send(ctx context.Context, sess *auth.Session, roomID, evType, 
 	if txnID == "" || len(txnID) > 255 {
 		return "", mxerr.InvalidParam("Invalid transaction ID")
 	}
-	ev, err := s.persistOne(ctx, roomID, Proto{Type: evType, Content: content, Sender: sess.UserID, TxnID: txnID, DeviceID: sess.DeviceID})
+	ev, err := s.persistOne(ctx, roomID, Proto{Type: evType, Content: content, Sender: sess.UserID, TxnID: txnID, TxnPath: "send/" + evType, DeviceID: sess.DeviceID})
 	if err != nil {
 		return "", roomError(err, notInRoom())
 	}

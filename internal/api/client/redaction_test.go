@@ -285,3 +285,33 @@ func TestDirectoryListsOnlyOpenRooms(t *testing.T) {
 		t.Fatalf("room_types [null]: %s", plain)
 	}
 }
+
+// A transaction ID is scoped to the device and the endpoint: the same ID on /send and on
+// /redact, or on /send with another event type, names different requests (the spec's
+// "Transaction identifiers"), while a retransmission on the same path returns the same event.
+func TestTransactionIDsAreScopedToTheEndpoint(t *testing.T) {
+	s := hstest.New(t)
+	alice := s.Register(t, "alice")
+	room := alice.CreateRoom(t, map[string]any{"preset": "public_chat"})
+	msg := alice.Must(t, 200, "PUT", hstest.Room(room)+"/send/m.room.message/same", map[string]string{"msgtype": "m.text", "body": "hello"}).Get("event_id").String()
+	again := alice.Must(t, 200, "PUT", hstest.Room(room)+"/send/m.room.message/same", map[string]string{"msgtype": "m.text", "body": "hello"}).Get("event_id").String()
+	if again != msg {
+		t.Fatalf("a retransmission made a second event: %s, %s", msg, again)
+	}
+	reaction := alice.Must(t, 200, "PUT", hstest.Room(room)+"/send/m.reaction/same", map[string]any{
+		"m.relates_to": map[string]string{"rel_type": "m.annotation", "event_id": msg, "key": "👍"}}).Get("event_id").String()
+	if reaction == msg {
+		t.Fatal("the same transaction ID for another event type returned the message")
+	}
+	redaction := alice.Must(t, 200, "PUT", hstest.Room(room)+"/redact/"+url.PathEscape(msg)+"/same", map[string]any{}).Get("event_id").String()
+	if redaction == msg || redaction == reaction {
+		t.Fatal("/redact with a transaction ID used on /send did not redact")
+	}
+	ev := alice.Must(t, 200, "GET", hstest.Room(room)+"/event/"+url.PathEscape(msg), nil)
+	if ev.Get("content.body").Exists() || !ev.Get("unsigned.redacted_because").Exists() {
+		t.Fatalf("the message was not redacted: %s", ev)
+	}
+	if again := alice.Must(t, 200, "PUT", hstest.Room(room)+"/redact/"+url.PathEscape(msg)+"/same", map[string]any{}).Get("event_id").String(); again != redaction {
+		t.Fatal("a retransmitted redaction made a second event")
+	}
+}
