@@ -98,6 +98,26 @@ type Config struct {
 	TurnPassword     string        `yaml:"turn_password"`
 	TurnUserLifetime time.Duration `yaml:"turn_user_lifetime"`
 	TurnAllowGuests  bool          `yaml:"turn_allow_guests"`
+
+	// Web is the public window: world-readable rooms as web pages (internal/web).
+	Web Web `yaml:"web"`
+}
+
+// Web configures the server-rendered pages of world-readable rooms and their embed.
+type Web struct {
+	Enabled string `yaml:"enabled"` // on | off
+	// Path is where the pages live: "/" (the directory at the root) or a prefix like "/web/".
+	Path string `yaml:"path"`
+	// GuestPosting lets visitors of an embed post as guests in rooms whose guest access is
+	// can_join.
+	GuestPosting string `yaml:"guest_posting"` // on | off
+	// FrameAncestors is the CSP frame-ancestors source list for /embed pages.
+	FrameAncestors string `yaml:"frame_ancestors"`
+	// NoIndex asks search engines not to index any page.
+	NoIndex string `yaml:"noindex"` // on | off
+	// PagesPerSecond and Burst limit page loads per client IP (with rate_limit on).
+	PagesPerSecond float64 `yaml:"pages_per_second"`
+	PagesBurst     int     `yaml:"pages_burst"`
 }
 
 // Default returns the configuration used when nothing is given.
@@ -136,6 +156,7 @@ func Default() Config {
 
 		TurnUserLifetime: time.Hour,
 		TurnAllowGuests:  true,
+		Web:              Web{Enabled: "on", Path: "/", GuestPosting: "on", FrameAncestors: "*", NoIndex: "off", PagesPerSecond: 10, PagesBurst: 50},
 	}
 }
 
@@ -155,19 +176,27 @@ func Load(path string) (Config, error) {
 	return cfg, nil
 }
 
-// ApplyEnv overrides fields from PORTHOLE_<KEY> environment variables.
+// ApplyEnv overrides fields from PORTHOLE_<KEY> environment variables; a key in a section
+// is PORTHOLE_<SECTION>_<KEY> (web.enabled is PORTHOLE_WEB_ENABLED).
 func (c *Config) ApplyEnv(getenv func(string) string) error {
+	return applyEnv(reflect.ValueOf(c).Elem(), "PORTHOLE_", getenv)
+}
+
+func applyEnv(v reflect.Value, prefix string, getenv func(string) string) error {
 	var errs []error
-	v := reflect.ValueOf(c).Elem()
 	t := v.Type()
 	for i := 0; i < t.NumField(); i++ {
-		key := strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0]
-		raw := getenv("PORTHOLE_" + strings.ToUpper(key))
+		name := prefix + strings.ToUpper(strings.Split(t.Field(i).Tag.Get("yaml"), ",")[0])
+		if f := v.Field(i); f.Kind() == reflect.Struct {
+			errs = append(errs, applyEnv(f, name+"_", getenv))
+			continue
+		}
+		raw := getenv(name)
 		if raw == "" {
 			continue
 		}
 		if err := setField(v.Field(i), raw); err != nil {
-			errs = append(errs, fmt.Errorf("PORTHOLE_%s: %w", strings.ToUpper(key), err))
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -310,6 +339,20 @@ func (c *Config) Validate() error {
 	}
 	if c.BcryptCost < 4 || c.BcryptCost > 31 {
 		bad("bcrypt_cost must be between 4 and 31, not %d", c.BcryptCost)
+	}
+	for key, v := range map[string]string{"web.enabled": c.Web.Enabled, "web.guest_posting": c.Web.GuestPosting, "web.noindex": c.Web.NoIndex} {
+		if v != "on" && v != "off" {
+			bad("%s must be on or off, not %q", key, v)
+		}
+	}
+	if !strings.HasPrefix(c.Web.Path, "/") || !strings.HasSuffix(c.Web.Path, "/") || strings.HasPrefix(c.Web.Path, "/_matrix/") || strings.ContainsAny(c.Web.Path, "{}?# ") {
+		bad("web.path must start and end with / and not be under /_matrix/, not %q", c.Web.Path)
+	}
+	if strings.ContainsAny(c.Web.FrameAncestors, ";,\n") || strings.TrimSpace(c.Web.FrameAncestors) == "" {
+		bad("web.frame_ancestors must be a CSP source list such as * or 'self' https://example.org, not %q", c.Web.FrameAncestors)
+	}
+	if c.Web.PagesPerSecond <= 0 || c.Web.PagesBurst < 1 {
+		bad("web.pages_per_second must be positive and web.pages_burst at least 1")
 	}
 	if c.Pprof != "" {
 		host, _, err := net.SplitHostPort(c.Pprof)

@@ -36,11 +36,12 @@ func TestValidateReportsEverything(t *testing.T) {
 	c.Listen = "nowhere"
 	c.Pprof = "0.0.0.0:6060"
 	c.TrustedProxies = []string{"not-an-ip"}
+	c.Web.Path = "/_matrix/web/"
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("bad config accepted")
 	}
-	for _, want := range []string{"registration", "guests", "default_room_version", "listen", "pprof", "trusted_proxies"} {
+	for _, want := range []string{"registration", "guests", "default_room_version", "listen", "pprof", "trusted_proxies", "web.path"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
@@ -50,11 +51,13 @@ func TestValidateReportsEverything(t *testing.T) {
 func TestEnvAndUnknownKeys(t *testing.T) {
 	c := Default()
 	env := map[string]string{"PORTHOLE_SERVER_NAME": "example.org", "PORTHOLE_LONG_POLL_MAX": "90s", "PORTHOLE_PEEK_WINDOW": "1024",
-		"PORTHOLE_RATE_LIMIT_USER_PER_SECOND": "2.5", "PORTHOLE_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1"}
+		"PORTHOLE_RATE_LIMIT_USER_PER_SECOND": "2.5", "PORTHOLE_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1",
+		"PORTHOLE_WEB_ENABLED": "off", "PORTHOLE_WEB_PAGES_BURST": "7"}
 	if err := c.ApplyEnv(func(k string) string { return env[k] }); err != nil {
 		t.Fatal(err)
 	}
-	if c.ServerName != "example.org" || c.LongPollMax.Seconds() != 90 || c.PeekWindow != 1024 || c.UserRequestsPerS != 2.5 || len(c.TrustedProxies) != 2 {
+	if c.ServerName != "example.org" || c.LongPollMax.Seconds() != 90 || c.PeekWindow != 1024 || c.UserRequestsPerS != 2.5 || len(c.TrustedProxies) != 2 ||
+		c.Web.Enabled != "off" || c.Web.PagesBurst != 7 {
 		t.Fatalf("env not applied: %+v", c)
 	}
 	if err := c.ApplyEnv(func(k string) string {

@@ -59,5 +59,21 @@ func Sample(c Config) string {
 	line("How long TURN credentials are valid.", "turn_user_lifetime", c.TurnUserLifetime)
 	line("Whether guests may get TURN credentials.", "turn_allow_guests", c.TurnAllowGuests)
 	line("bcrypt work factor for stored passwords (4-31); each step doubles the cost of a login.", "bcrypt_cost", c.BcryptCost)
+	b.WriteString("# The public window: every world-readable room as a web page, live, and embeddable.\nweb:\n")
+	sub := func(comment, key string, value any) {
+		if comment != "" {
+			for _, l := range strings.Split(comment, "\n") {
+				fmt.Fprintf(&b, "  # %s\n", l)
+			}
+		}
+		fmt.Fprintf(&b, "  %s: %v\n", key, value)
+	}
+	sub("on or off: the room directory at path, /room/<room> pages and /embed/<room>.", "enabled", c.Web.Enabled)
+	sub("Where the pages live: / or a prefix such as /web/ (never under /_matrix/).", "path", q(c.Web.Path))
+	sub("on or off: visitors of an embed may pick a name and post as guests where the room allows guests to join.", "guest_posting", c.Web.GuestPosting)
+	sub("Which sites may frame /embed pages (a CSP frame-ancestors source list).", "frame_ancestors", q(c.Web.FrameAncestors))
+	sub("on or off: ask search engines not to index any page (rooms can also opt out by not being published).", "noindex", c.Web.NoIndex)
+	sub("Page loads per second each client IP may make (with rate_limit on), and the burst.", "pages_per_second", c.Web.PagesPerSecond)
+	sub("", "pages_burst", c.Web.PagesBurst)
 	return b.String()
 }

@@ -36,6 +36,7 @@ import (
 	"porthole/internal/storage/sqlstore"
 	"porthole/internal/stream"
 	"porthole/internal/syncer"
+	"porthole/internal/web"
 )
 
 // Server is a wired homeserver.
@@ -54,6 +55,7 @@ type Server struct {
 	pushes   *notify.Service
 	rooms    *rooms.Service
 	handler  http.Handler
+	pages    *web.Pages // nil when web.enabled is off
 }
 
 // New opens the data directory and database and wires everything.
@@ -140,6 +142,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	}
 	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts, syncer: sy, rooms: roomSvc,
 		outbox: ob, pushes: pushes}
+	if cfg.Web.Enabled == "on" {
+		wc := web.Config{Path: cfg.Web.Path, BaseURL: cfg.PublicBaseURL, GuestPosting: cfg.Web.GuestPosting == "on",
+			FrameAncestors: cfg.Web.FrameAncestors, NoIndex: cfg.Web.NoIndex == "on", LimitKey: api.LimitKey}
+		if cfg.RateLimit == "on" {
+			wc.Limiter = ratelimit.New(cfg.Web.PagesPerSecond, cfg.Web.PagesBurst)
+		}
+		s.pages = web.New(roomSvc, sy, wc, log)
+	}
 	s.handler = s.buildHandler()
 	s.startCrossNode()
 	log.Info("porthole ready", "server_name", cfg.ServerName, "database", redactDSN(cfg.DatabaseURL()), "stream_pos", pos, "key", key.ID)
@@ -181,6 +191,9 @@ func (s *Server) buildHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.api.Register(mux)
+	if s.pages != nil {
+		s.pages.Register(mux)
+	}
 	observe := func(route string, status int, d time.Duration) {
 		requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 		durations.WithLabelValues(route).Observe(d.Seconds())

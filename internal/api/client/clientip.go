@@ -62,6 +62,9 @@ func (a *API) clientIP(r *http.Request) string {
 	return host
 }
 
+// LimitKey is limitKey for other handlers of the same listener (the web pages).
+func (a *API) LimitKey(r *http.Request) string { return a.limitKey(r) }
+
 // limitKey is the client's address as rate limits count it: an IPv6 client is its /64,
 // the block one subscriber usually holds, so that rotating addresses within it neither
 // escapes the limits nor fills the limiters' tables.

@@ -1,0 +1,7 @@
+package auth
+
+// Anonymous is a reader with no account: the web pages read rooms as it. It is a member of
+// no room, so it sees exactly what any peeker of a world-readable room sees.
+func Anonymous() *Session {
+	return &Session{IsGuest: true, revoked: make(chan struct{})}
+}
