@@ -209,13 +209,13 @@ func TestRoomPagesOnlyForWorldReadableRooms(t *testing.T) {
 
 	notFound := get(t, s, "/room/"+url.PathEscape("!nosuchroom:"+s.Name))
 	for name, path := range map[string]string{
-		"private":        "/room/" + url.PathEscape(private),
-		"shared":         "/room/" + url.PathEscape(shared),
-		"shared alias":   "/room/" + url.PathEscape("#sharedroom:"+s.Name),
-		"unknown alias":  "/room/" + url.PathEscape("#nope:"+s.Name),
-		"malformed":      "/room/nonsense",
-		"embed private":  "/embed/" + url.PathEscape(private),
-		"event private":  "/room/" + url.PathEscape(private) + "/event/" + url.PathEscape("$x"),
+		"private":         "/room/" + url.PathEscape(private),
+		"shared":          "/room/" + url.PathEscape(shared),
+		"shared alias":    "/room/" + url.PathEscape("#sharedroom:"+s.Name),
+		"unknown alias":   "/room/" + url.PathEscape("#nope:"+s.Name),
+		"malformed":       "/room/nonsense",
+		"embed private":   "/embed/" + url.PathEscape(private),
+		"event private":   "/room/" + url.PathEscape(private) + "/event/" + url.PathEscape("$x"),
 		"event not an id": "/room/" + url.PathEscape(shared) + "/event/nonsense",
 	} {
 		p := get(t, s, path)
