@@ -243,7 +243,19 @@ func (g *graph) allowed(n *node, state StateMap, fallback bool) bool {
 			}
 		}
 	}
-	return eventauth.Authorize(g.version, n.p, authEvents, g.authFetch, g.getKey) == nil
+	return authorize(g.version, n.p, authEvents, g.authFetch, g.getKey) == nil
+}
+
+// authorize is eventauth.Authorize, with a panic in it taken as a refusal: mautrix
+// v0.32.0 dereferences nil when power levels remove a user whose level equals the
+// sender's (which the rules refuse).
+func authorize(version id.RoomVersion, p *pdu.PDU, authEvents []*pdu.PDU, fetch Fetch, getKey pdu.GetKeyFunc) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("auth rules panicked: %v", r)
+		}
+	}()
+	return eventauth.Authorize(version, p, authEvents, fetch, getKey)
 }
 
 // creatorPowerLevel stands for the infinite power of v12 room creators.
