@@ -476,6 +476,13 @@ type Reader interface {
 	RoomEvents(ctx context.Context, roomID string, from, to stream.Pos, forward bool, limit int) ([]Event, error)
 	// CurrentState returns the room's current state events, all of them when keys is empty.
 	CurrentState(ctx context.Context, roomID string, keys ...StateKeyOf) ([]Event, error)
+	// CurrentStateOfType returns the room's current state events of one type, by state
+	// key, at most limit.
+	CurrentStateOfType(ctx context.Context, roomID, evType string, limit int) ([]Event, error)
+	// EventsByTime returns the room's timeline events by origin_server_ts: forward, those
+	// after (ts, pos) in (origin_ts, pos) order, ascending; backward, those before it,
+	// descending; at most limit.
+	EventsByTime(ctx context.Context, roomID string, ts int64, pos stream.Pos, forward bool, limit int) ([]Event, error)
 	// StateAt returns the room's current state as it was at stream position pos (inclusive):
 	// the latest state delta per key up to pos.
 	StateAt(ctx context.Context, roomID string, pos stream.Pos, keys ...StateKeyOf) ([]Event, error)

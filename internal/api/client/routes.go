@@ -68,6 +68,7 @@ const (
 	public   access = iota // no token needed (one is ignored)
 	members                // real users only: guests get 403 M_GUEST_ACCESS_FORBIDDEN
 	guestsOK               // real users and guests (the spec's guest list, plus Synapse's)
+	tokenOptional          // anyone; a token, if given, must be valid and names the caller
 )
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, s *auth.Session) error
@@ -148,6 +149,9 @@ func (a *API) routes() []route {
 		{method: "GET", path: "/rooms/{roomId}/relations/{eventId}/{relType}", access: guestsOK, h: a.relations, clientV1: true},
 		{method: "GET", path: "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", access: guestsOK, h: a.relations, clientV1: true},
 		{method: "GET", path: "/rooms/{roomId}/threads", access: members, h: a.threads, clientV1: true},
+		{method: "GET", path: "/rooms/{roomId}/timestamp_to_event", access: members, h: a.timestampToEvent, clientV1: true},
+		{method: "GET", path: "/rooms/{roomId}/hierarchy", access: guestsOK, h: a.hierarchy, clientV1: true},
+		{method: "GET", path: "/room_summary/{roomIdOrAlias}", access: tokenOptional, h: a.roomSummary, clientV1: true},
 
 		{method: "GET", path: "/sync", access: guestsOK, h: a.syncHandler},
 		{method: "POST", path: "/user/{userId}/filter", access: members, h: a.postFilter},
@@ -252,7 +256,7 @@ func (a *API) Routes() []Route {
 	var out []Route
 	for _, rt := range a.routes() {
 		for _, p := range prefixesOf(rt) {
-			out = append(out, Route{Method: rt.method, Pattern: p + rt.path, GuestsAllowed: rt.access != members, Public: rt.access == public})
+			out = append(out, Route{Method: rt.method, Pattern: p + rt.path, GuestsAllowed: rt.access != members, Public: rt.access == public || rt.access == tokenOptional})
 		}
 	}
 	return out
@@ -305,7 +309,7 @@ func (a *API) serve(rt route, w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var sess *auth.Session
-	if rt.access != public {
+	if _, hasToken := auth.TokenFromRequest(r); rt.access != public && (rt.access != tokenOptional || hasToken || r.Header.Get("Authorization") != "") {
 		s, err := a.auth.Authenticate(r.Context(), r)
 		if err != nil {
 			return err

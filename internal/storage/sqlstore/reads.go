@@ -282,6 +282,20 @@ func (r reader) CurrentState(ctx context.Context, roomID string, keys ...storage
 		append([]any{roomID}, args...)...))
 }
 
+func (r reader) CurrentStateOfType(ctx context.Context, roomID, evType string, limit int) ([]storage.Event, error) {
+	return scanEvents(r.query(ctx, `SELECT `+eventColsE+` FROM room_state s JOIN events e ON e.event_id = s.event_id
+		WHERE s.room_id = $1 AND s.type = $2 ORDER BY s.state_key LIMIT $3`, roomID, evType, limit))
+}
+
+func (r reader) EventsByTime(ctx context.Context, roomID string, ts int64, pos stream.Pos, forward bool, limit int) ([]storage.Event, error) {
+	if forward {
+		return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND (origin_ts, pos) > ($2, $3) AND `+inTimeline+`
+			ORDER BY origin_ts ASC, pos ASC LIMIT $4`, roomID, ts, pos, limit))
+	}
+	return scanEvents(r.query(ctx, `SELECT `+eventCols+` FROM events WHERE room_id = $1 AND (origin_ts, pos) < ($2, $3) AND `+inTimeline+`
+		ORDER BY origin_ts DESC, pos DESC LIMIT $4`, roomID, ts, pos, limit))
+}
+
 // latestDeltas selects, per key, the event of the room's last state delta in the range
 // (event IDs; keys whose last delta removed them give none).
 const latestDeltas = `SELECT d.event_id FROM state_deltas d JOIN (
