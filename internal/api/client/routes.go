@@ -65,10 +65,10 @@ func New(a *auth.Service, r *rooms.Service, e *ephemeral.Service, s *syncer.Sync
 type access int
 
 const (
-	public   access = iota // no token needed (one is ignored)
-	members                // real users only: guests get 403 M_GUEST_ACCESS_FORBIDDEN
-	guestsOK               // real users and guests (the spec's guest list, plus Synapse's)
-	tokenOptional          // anyone; a token, if given, must be valid and names the caller
+	public        access = iota // no token needed (one is ignored)
+	members                     // real users only: guests get 403 M_GUEST_ACCESS_FORBIDDEN
+	guestsOK                    // real users and guests (the spec's guest list, plus Synapse's)
+	tokenOptional               // anyone; a token, if given, must be valid and names the caller
 )
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, s *auth.Session) error

@@ -121,7 +121,7 @@ func TestSpaceHierarchy(t *testing.T) {
 	spaceChild(t, alice, root, b, nil)
 	spaceChild(t, alice, root, sub, map[string]any{"order": "a", "suggested": true})
 	spaceChild(t, alice, root, gone, map[string]any{"via": []string{}}) // removed: no via
-	spaceChild(t, alice, root, "!unknown:localhost", nil)              // not a room here
+	spaceChild(t, alice, root, "!unknown:localhost", nil)               // not a room here
 	spaceChild(t, alice, sub, d, nil)
 	spaceChild(t, alice, sub, root, nil) // a loop
 
