@@ -405,3 +405,43 @@ func validateConditions(conds []jsontext.Value) error {
 	}
 	return nil
 }
+
+// CopyRoomRules gives newRoom a copy of each enabled rule of the user's that is about
+// oldRoom, for a room upgrade (as Synapse copies them): room rules named after oldRoom,
+// and override and underride rules with an event_match on room_id for it, whose copies
+// match newRoom instead. A copy is named after newRoom and goes first among the user's
+// rules of its kind. It reports whether anything was copied.
+func CopyRoomRules(rs *Ruleset, oldRoom, newRoom string) bool {
+	copied := false
+	for _, kind := range Kinds {
+		for _, r := range slices.Clone(*rs.List(kind)) {
+			if !r.Enabled || IsDefault(r.RuleID) {
+				continue
+			}
+			var conds []jsontext.Value
+			about := kind == Room && r.RuleID == oldRoom
+			for _, c := range r.Conditions {
+				var cd map[string]jsontext.Value
+				if json.Unmarshal(c, &cd) == nil && string(cd["key"]) == `"room_id"` && string(cd["pattern"]) == string(mustQuote(oldRoom)) {
+					about = true
+					cd["pattern"] = mustQuote(newRoom)
+					c, _ = json.Marshal(cd, json.Deterministic(true))
+				}
+				conds = append(conds, c)
+			}
+			if !about {
+				continue
+			}
+			body := NewRule{Actions: r.Actions, Conditions: conds, Pattern: r.Pattern}
+			if Put(rs, kind, newRoom, body, "", "") == nil {
+				copied = true
+			}
+		}
+	}
+	return copied
+}
+
+func mustQuote(s string) jsontext.Value {
+	b, _ := jsontext.AppendQuote(nil, s)
+	return b
+}

@@ -72,3 +72,44 @@ func TestPutPlacesRules(t *testing.T) {
 		t.Fatal("deleted a default rule")
 	}
 }
+
+// A room upgrade copies the user's enabled rules about the old room to the new one: the
+// room rule and override/underride rules matching its room_id; others stay as they are.
+func TestCopyRoomRules(t *testing.T) {
+	rs := Defaults("@a:x")
+	notify := []jsontext.Value{jsontext.Value(`"notify"`)}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(Put(&rs, Room, "!old:x", NewRule{Actions: notify}, "", ""))
+	must(Put(&rs, Room, "!other:x", NewRule{Actions: notify}, "", ""))
+	must(Put(&rs, Override, "quiet", NewRule{Actions: []jsontext.Value{}, Conditions: []jsontext.Value{
+		jsontext.Value(`{"kind":"event_match","key":"room_id","pattern":"!old:x"}`),
+		jsontext.Value(`{"kind":"event_match","key":"type","pattern":"m.room.message"}`),
+	}}, "", ""))
+	must(Put(&rs, Underride, "off", NewRule{Actions: notify, Conditions: []jsontext.Value{
+		jsontext.Value(`{"kind":"event_match","key":"room_id","pattern":"!old:x"}`)}}, "", ""))
+	rs.Underride[0].Enabled = false // disabled rules are not copied
+	if !CopyRoomRules(&rs, "!old:x", "!new:x") {
+		t.Fatal("nothing copied")
+	}
+	if got := ids(rs.Room); !slices.Equal(got, []string{"!new:x", "!other:x", "!old:x"}) {
+		t.Errorf("room rules %v", got)
+	}
+	r, ok := rs.Find(Override, "!new:x")
+	if !ok || len(r.Conditions) != 2 || string(r.Conditions[0]) != `{"key":"room_id","kind":"event_match","pattern":"!new:x"}` || len(r.Actions) != 0 {
+		t.Errorf("override copy: %+v", r)
+	}
+	if _, ok := rs.Find(Override, "quiet"); !ok {
+		t.Error("the original rule must stay")
+	}
+	if _, ok := rs.Find(Underride, "!new:x"); ok {
+		t.Error("a disabled rule was copied")
+	}
+	if CopyRoomRules(&rs, "!none:x", "!new2:x") {
+		t.Error("copied rules of a room with none")
+	}
+}

@@ -98,6 +98,9 @@ func (s *Service) CreateRoom(ctx context.Context, sess *auth.Session, req Create
 type roomPlan struct {
 	version, preset, alias string
 	protos                 []Proto
+	// powerLevels, when set, is the power levels content as is (a room upgrade's copy),
+	// instead of the defaults with the request's override.
+	powerLevels map[string]jsontext.Value
 }
 
 // planRoom checks a createRoom request and turns it into the events that make the room.
@@ -270,7 +273,10 @@ func creationEvents(req CreateRoomRequest, plan *roomPlan, sess *auth.Session, m
 	protos := []Proto{
 		state("m.room.create", createContent),
 		{Type: "m.room.member", StateKey: strPtr(sess.UserID), Content: mustJSON(joinContent)},
-		state("m.room.power_levels", defaultPowerLevels(req, plan, sess.UserID)),
+		state("m.room.power_levels", plan.powerLevels),
+	}
+	if plan.powerLevels == nil {
+		protos[2] = state("m.room.power_levels", defaultPowerLevels(req, plan, sess.UserID))
 	}
 	if plan.alias != "" {
 		protos = append(protos, state("m.room.canonical_alias", map[string]string{"alias": plan.alias}))

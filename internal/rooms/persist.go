@@ -210,6 +210,11 @@ func (s *Service) prepare(ctx context.Context, r storage.Reader, room storage.Ro
 	if err != nil {
 		return nil, err
 	}
+	if p.Type == "m.room.tombstone" {
+		if err := checkTombstone(p, room.ID, content); err != nil {
+			return nil, err
+		}
+	}
 	isCreate := p.Type == "m.room.create" && p.StateKey != nil
 	if isCreate && room.HeadEventID != "" {
 		return nil, mxerr.Forbidden("Changing the room create event is forbidden")

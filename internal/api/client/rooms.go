@@ -27,6 +27,25 @@ func (a *API) createRoom(w http.ResponseWriter, r *http.Request, s *auth.Session
 	return httpx.WriteJSON(w, 200, map[string]string{"room_id": roomID})
 }
 
+// upgradeRoom serves POST /rooms/{roomId}/upgrade.
+func (a *API) upgradeRoom(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
+	var req struct {
+		NewVersion         *string  `json:"new_version"`
+		AdditionalCreators []string `json:"additional_creators"`
+	}
+	if err := httpx.ReadJSON(r, a.cfg.MaxBody, &req); err != nil {
+		return err
+	}
+	if req.NewVersion == nil {
+		return mxerr.MissingParam("Missing new_version")
+	}
+	newRoom, err := a.rooms.UpgradeRoom(r.Context(), s, r.PathValue("roomId"), *req.NewVersion, req.AdditionalCreators)
+	if err != nil {
+		return err
+	}
+	return httpx.WriteJSON(w, 200, map[string]string{"replacement_room": newRoom})
+}
+
 type reasonBody struct {
 	Reason   string `json:"reason"`
 	UserID   string `json:"user_id"`

@@ -120,6 +120,7 @@ func (a *API) routes() []route {
 		{method: "POST", path: "/rooms/{roomId}/ban", access: members, h: a.membership("ban")},
 		{method: "POST", path: "/rooms/{roomId}/unban", access: members, h: a.membership("unban")},
 		{method: "POST", path: "/rooms/{roomId}/forget", access: members, h: a.forget},
+		{method: "POST", path: "/rooms/{roomId}/upgrade", access: members, h: a.upgradeRoom},
 		{method: "GET", path: "/joined_rooms", access: guestsOK, h: a.joinedRooms},
 
 		{method: "PUT", path: "/directory/room/{roomAlias}", access: members, h: a.putAlias},
