@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds Porthole, starts it on a free loopback port with a fresh data directory, and runs
 # the real-client suites against it: matrix-js-sdk (e2e/js), matrix-nio (e2e/nio) and
-# mautrix-go (e2e/mautrix). A suite whose tool is missing is skipped with a message, or
-# fails the run when CI=true. Pass suite names (js nio mautrix) to run only those.
+# mautrix-go (e2e/mautrix), and the web pages in Debian's chromium (e2e/browser). A suite whose tool is missing is skipped with a message, or
+# fails the run when CI=true. Pass suite names (js nio mautrix browser) to run only those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=go1.27.3
 root=$PWD
 suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(js nio mautrix)
+[ ${#suites[@]} -gt 0 ] || suites=(js nio mautrix browser)
 
 work=$(mktemp -d)
 pid=
@@ -56,6 +56,12 @@ nio() {
   timeout 300 /usr/bin/python3 -m unittest -v test_nio
 }
 
+browser() {
+  cd "$root/e2e/browser"
+  if [ ! -d node_modules ] || [ "${CI:-}" = true ]; then npm ci --no-audit --no-fund --loglevel=error || return 1; fi
+  timeout 300 node --test --test-force-exit --test-timeout=120000
+}
+
 mautrix() {
   cd "$root/e2e/mautrix"
   timeout 300 go test -count=1 -v ./...
@@ -69,8 +75,10 @@ for s in "${suites[@]}"; do
     if /usr/bin/python3 -c 'import nio' 2>/dev/null; then run matrix-nio nio; else missing "python3-matrix-nio"; fi ;;
   mautrix)
     run mautrix-go mautrix ;;
+  browser)
+    if command -v node >/dev/null && [ -x /usr/bin/chromium ]; then run "web pages (chromium)" browser; else missing "Node.js and Debian's chromium (for the web pages)"; fi ;;
   *)
-    echo "unknown suite $s (js, nio, mautrix)" >&2; exit 2 ;;
+    echo "unknown suite $s (js, nio, mautrix, browser)" >&2; exit 2 ;;
   esac
 done
 

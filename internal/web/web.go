@@ -64,7 +64,7 @@ type Pages struct {
 
 // pageSize is how many events a room page shows; embedSize, an embed.
 const (
-	pageSize  = 50
+	pageSize  = 100
 	embedSize = 30
 )
 

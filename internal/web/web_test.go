@@ -5,8 +5,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/net/html"
 
@@ -478,5 +480,50 @@ func TestPageLoadsAreRateLimited(t *testing.T) {
 	}
 	if !limited {
 		t.Fatal("no 429 after the burst")
+	}
+}
+
+// BenchmarkRoomPage renders a room page of 100 messages over HTTP: from the cache (the room
+// unchanged since the last render) and cold (an older page, rendered on every request). It
+// reports the median and 99th percentile of the requests' latencies.
+func BenchmarkRoomPage(b *testing.B) {
+	s := hstest.New(b)
+	alice := s.Register(b, "alice")
+	room := alice.WorldReadableRoom(b)
+	for i := range 250 {
+		alice.Send(b, room, fmt.Sprintf("message %d with a little text in it, as people write", i))
+	}
+	link := s.URL + "/room/" + url.PathEscape(room)
+	fetch := func(b *testing.B, u string) {
+		res, err := http.Get(u)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			b.Fatalf("%s: %d", u, res.StatusCode)
+		}
+	}
+	var older string
+	{
+		res, _ := http.Get(link)
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		doc, _ := html.Parse(strings.NewReader(string(body)))
+		older = s.URL + attrOf(page{doc: doc}.find("link", "rel", "prev")[0], "href")
+	}
+	for name, u := range map[string]string{"cached": link, "cold": older} {
+		b.Run(name, func(b *testing.B) {
+			var lat []time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				fetch(b, u)
+				lat = append(lat, time.Since(t0))
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
 	}
 }

@@ -66,13 +66,20 @@
     return e;
   }
 
+  var months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  function pad(n) { return n < 10 ? "0" + n : String(n); }
+  // formatTime writes times as the server renders them ("2 Jan 2006 15:04 UTC").
+  function formatTime(d) {
+    return d.getUTCDate() + " " + months[d.getUTCMonth()] + " " + d.getUTCFullYear() + " " + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) + " UTC";
+  }
+
   function timeLink(ev) {
     var a = el("a", "time");
     a.href = link + "/event/" + encodeURIComponent(ev.event_id);
     var t = el("time");
     var d = new Date(ev.origin_server_ts || Date.now());
     t.dateTime = d.toISOString();
-    t.textContent = d.toLocaleString();
+    t.textContent = formatTime(d);
     a.appendChild(t);
     return a;
   }
@@ -157,8 +164,8 @@
       var q = "?room_id=" + encodeURIComponent(roomId) + "&timeout=30000" + (from ? "&from=" + encodeURIComponent(from) : "");
       return call("GET", "/events" + q, undefined, g.token);
     }).then(function (r) {
+      if (backoff > 1000) say(""); // back after "Reconnecting…"
       backoff = 1000;
-      say("");
       if (r.end) from = r.end;
       append(r.chunk || []);
       poll();
@@ -166,7 +173,7 @@
       if (err.errcode === "M_UNKNOWN_TOKEN") { guest = null; saveGuest(null); }
       if (err.status === 403 || err.status === 404) { say("This room is no longer public."); return; }
       var wait = err.retryAfter || backoff;
-      backoff = Math.min(backoff * 2, 30000);
+      backoff = Math.min(backoff * 2, 30000) || 2000;
       say("Reconnecting…");
       setTimeout(poll, wait);
     });
