@@ -50,6 +50,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	rateLimit := fs.String("rate-limit", "", "on or off: rate limiting (default on; off for test suites and benchmarks)")
 	pushAllowPrivate := fs.String("push-allow-private", "", "on or off: allow pushes to loopback, private and link-local gateway addresses (default off)")
 	pushTrust := fs.String("push-trust", "", "PEM file of certificates trusted for push gateway TLS besides the system roots")
+	fedListen := fs.String("federation-listen", "", "address of the federation listener, host:port (default off: no federation)")
+	fedCert := fs.String("federation-tls-cert", "", "PEM certificate for the federation listener (without it: plain HTTP behind a TLS proxy)")
+	fedKey := fs.String("federation-tls-key", "", "PEM private key for the federation listener")
+	fedTrust := fs.String("federation-trust", "", "PEM file of certificates trusted for outgoing federation TLS besides the system roots")
+	fedAllowPrivate := fs.String("federation-allow-private", "", "on or off: allow federation requests to loopback, private and link-local addresses (default off)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -61,6 +66,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			{*listen, &c.Listen}, {*serverName, &c.ServerName}, {*dataDir, &c.DataDir}, {*database, &c.Database},
 			{*registration, &c.Registration}, {*guests, &c.Guests}, {*logLevel, &c.LogLevel}, {*pprofAddr, &c.Pprof},
 			{*rateLimit, &c.RateLimit}, {*pushAllowPrivate, &c.PushAllowPrivate}, {*pushTrust, &c.PushTrust},
+			{*fedListen, &c.Federation.Listen}, {*fedCert, &c.Federation.TLSCert}, {*fedKey, &c.Federation.TLSKey},
+			{*fedTrust, &c.Federation.Trust}, {*fedAllowPrivate, &c.Federation.AllowPrivateAddresses},
 		}
 	})
 	if err != nil {
@@ -79,8 +86,30 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Either listener failing stops the server.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	fedDone := make(chan error, 1)
+	if cfg.Federation.Enabled() {
+		fln, err := net.Listen("tcp", cfg.Federation.Listen)
+		if err != nil {
+			return fmt.Errorf("federation listener: %w", err)
+		}
+		go func() {
+			err := srv.ServeFederation(ctx, fln)
+			if err != nil {
+				cancel(err)
+			}
+			fedDone <- err
+		}()
+	} else {
+		fedDone <- nil
+	}
 	if err := srv.Serve(ctx, ln); err != nil && !errors.Is(err, context.Canceled) {
 		return err
+	}
+	if err := <-fedDone; err != nil {
+		return fmt.Errorf("federation listener: %w", err)
 	}
 	log.Info("stopped")
 	return nil

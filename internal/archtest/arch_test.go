@@ -31,8 +31,11 @@ func TestImportDirection(t *testing.T) {
 		"porthole/internal/reports":    {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/live", "porthole/internal/storage/sqlstore"},
 		"porthole/internal/push":       {"porthole/internal/storage", "porthole/internal/live", "porthole/internal/api", "porthole/internal/notify"},
 		// Handlers call services, never storage.
-		"porthole/internal/web":        {"porthole/internal/storage", "porthole/internal/api", "porthole/internal/live", "porthole/internal/server"},
-		"porthole/internal/api/client": {"porthole/internal/storage", "porthole/internal/server"},
+		"porthole/internal/web":            {"porthole/internal/storage", "porthole/internal/api", "porthole/internal/live", "porthole/internal/server"},
+		"porthole/internal/api/client":     {"porthole/internal/storage", "porthole/internal/server"},
+		"porthole/internal/api/federation": {"porthole/internal/storage", "porthole/internal/server"},
+		"porthole/internal/federation":     {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/live", "porthole/internal/storage/sqlstore"},
+		"porthole/internal/netguard":       {"porthole/internal/"},
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		fields := strings.Fields(line)

@@ -3,7 +3,10 @@
 package config
 
 import (
+	"crypto/ed25519"
+	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +20,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"maunium.net/go/mautrix/federation"
 	"porthole/internal/roomversion"
 )
 
@@ -101,6 +105,9 @@ type Config struct {
 
 	// Web is the public window: world-readable rooms as web pages (internal/web).
 	Web Web `yaml:"web"`
+
+	// Federation is the server-server API; it is off unless Federation.Listen is set.
+	Federation Federation `yaml:"federation"`
 }
 
 // Web configures the server-rendered pages of world-readable rooms and their embed.
@@ -119,6 +126,43 @@ type Web struct {
 	PagesPerSecond float64 `yaml:"pages_per_second"`
 	PagesBurst     int     `yaml:"pages_burst"`
 }
+
+// Federation configures talking to other homeservers. Its env overrides are
+// PORTHOLE_FEDERATION_<KEY> (PORTHOLE_FEDERATION_LISTEN).
+type Federation struct {
+	// Listen is the host:port of the federation listener; empty turns federation off.
+	Listen string `yaml:"listen"`
+	// TLSCert and TLSKey are PEM files for the listener; without them it speaks plain
+	// HTTP, for a reverse proxy that terminates TLS.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// WellKnownServer, when set, is served as m.server at /.well-known/matrix/server
+	// (delegation: other servers then reach this one there).
+	WellKnownServer string `yaml:"well_known_server"`
+	// Trust is a PEM bundle trusted for outgoing TLS besides the system's roots.
+	Trust string `yaml:"trust"`
+	// AllowPrivateAddresses lets outgoing requests go to loopback, private and link-local
+	// addresses (checked on the address connected to); tests need it, the internet not.
+	AllowPrivateAddresses string `yaml:"allow_private_addresses"` // on | off
+	// TrustedKeyServers are notaries asked for other servers' keys when those servers
+	// cannot be asked directly (as Synapse's trusted_key_servers).
+	TrustedKeyServers []KeyServer `yaml:"trusted_key_servers"`
+	// MaxRequestBody bounds an incoming request body (413 M_TOO_LARGE above it).
+	MaxRequestBody int64 `yaml:"max_request_body"`
+	// Per-origin request rate (token bucket) when rate_limit is on.
+	RequestsPerSec float64 `yaml:"rate_limit_per_second"`
+	RequestsBurst  int     `yaml:"rate_limit_burst"`
+}
+
+// KeyServer is a notary and the keys its answers must be signed with.
+type KeyServer struct {
+	ServerName string `yaml:"server_name"`
+	// VerifyKeys maps key IDs (ed25519:abc) to unpadded base64 public keys.
+	VerifyKeys map[string]string `yaml:"verify_keys"`
+}
+
+// Enabled reports whether the federation listener is configured.
+func (f Federation) Enabled() bool { return f.Listen != "" }
 
 // Default returns the configuration used when nothing is given.
 func Default() Config {
@@ -157,6 +201,12 @@ func Default() Config {
 		TurnUserLifetime: time.Hour,
 		TurnAllowGuests:  true,
 		Web:              Web{Enabled: "on", Path: "/", GuestPosting: "on", FrameAncestors: "*", NoIndex: "off", PagesPerSecond: 10, PagesBurst: 50},
+		Federation: Federation{
+			AllowPrivateAddresses: "off",
+			MaxRequestBody:        8 << 20,
+			RequestsPerSec:        50,
+			RequestsBurst:         500,
+		},
 	}
 }
 
@@ -328,6 +378,7 @@ func (c *Config) Validate() error {
 	if c.TurnSharedSecret != "" && c.TurnUsername != "" {
 		bad("turn_shared_secret and turn_username exclude each other")
 	}
+	errs = append(errs, c.Federation.validate()...)
 	if c.MaxConnections < 0 {
 		bad("max_connections must not be negative")
 	}
@@ -363,6 +414,58 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (f *Federation) validate() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("federation."+format, args...)) }
+	if f.Listen != "" {
+		if _, _, err := net.SplitHostPort(f.Listen); err != nil {
+			bad("listen %q: %v", f.Listen, err)
+		}
+	}
+	if (f.TLSCert == "") != (f.TLSKey == "") {
+		bad("tls_cert and tls_key go together: give both, or neither for plain HTTP behind a proxy")
+	} else if f.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(f.TLSCert, f.TLSKey); err != nil {
+			bad("tls_cert/tls_key: %v", err)
+		}
+	}
+	if f.WellKnownServer != "" {
+		if _, _, ok := federation.ParseServerName(f.WellKnownServer); !ok {
+			bad("well_known_server %q is not a server name (host or host:port)", f.WellKnownServer)
+		}
+	}
+	if f.Trust != "" {
+		if pem, err := os.ReadFile(f.Trust); err != nil {
+			bad("trust: %v", err)
+		} else if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			bad("trust: %s holds no PEM certificate", f.Trust)
+		}
+	}
+	if f.AllowPrivateAddresses != "on" && f.AllowPrivateAddresses != "off" {
+		bad("allow_private_addresses must be on or off, not %q", f.AllowPrivateAddresses)
+	}
+	for i, ks := range f.TrustedKeyServers {
+		if _, _, ok := federation.ParseServerName(ks.ServerName); !ok {
+			bad("trusted_key_servers[%d]: server_name %q is not a server name", i, ks.ServerName)
+		}
+		if len(ks.VerifyKeys) == 0 {
+			bad("trusted_key_servers[%d] (%s): verify_keys must list the notary's keys", i, ks.ServerName)
+		}
+		for id, key := range ks.VerifyKeys {
+			if raw, err := base64.RawStdEncoding.DecodeString(key); !strings.HasPrefix(id, "ed25519:") || err != nil || len(raw) != ed25519.PublicKeySize {
+				bad("trusted_key_servers[%d] (%s): %q must be an ed25519 key ID with an unpadded base64 ed25519 key", i, ks.ServerName, id)
+			}
+		}
+	}
+	if f.MaxRequestBody < 70<<10 || f.MaxRequestBody > 1<<30 {
+		bad("max_request_body must be between 71680 bytes (one event) and 1 GiB, not %d", f.MaxRequestBody)
+	}
+	if f.RequestsPerSec <= 0 || f.RequestsBurst < 1 {
+		bad("rate_limit_per_second must be positive and rate_limit_burst at least 1")
+	}
+	return errs
 }
 
 // DatabaseURL resolves the database setting: empty means SQLite in the data directory.

@@ -75,5 +75,17 @@ func Sample(c Config) string {
 	sub("on or off: ask search engines not to index any page (rooms can also opt out by not being published).", "noindex", c.Web.NoIndex)
 	sub("Page loads per second each client IP may make (with rate_limit on), and the burst.", "pages_per_second", c.Web.PagesPerSecond)
 	sub("", "pages_burst", c.Web.PagesBurst)
+	f := c.Federation
+	b.WriteString("\n# Federation: the server-server API, on a listener of its own. Off unless listen is set.\nfederation:\n")
+	sub("Address of the federation listener (host:port, e.g. \"0.0.0.0:8448\"); empty: federation off.", "listen", q(f.Listen))
+	sub("PEM certificate and key for the listener's TLS. Leave both empty to speak plain HTTP\nbehind a reverse proxy that terminates TLS.", "tls_cert", q(f.TLSCert))
+	sub("", "tls_key", q(f.TLSKey))
+	sub("Delegation: the host[:port] other servers should connect to, served as m.server at\n/.well-known/matrix/server (empty: not served).", "well_known_server", q(f.WellKnownServer))
+	sub("A PEM file of certificates trusted for outgoing TLS besides the system's roots (empty: none).", "trust", q(f.Trust))
+	sub("on allows outgoing requests to loopback, private and link-local addresses, refused by\ndefault (checked on the address connected to). For tests on one machine only.", "allow_private_addresses", q(f.AllowPrivateAddresses))
+	sub("Notaries asked for other servers' signing keys when a server cannot be asked itself, with\nthe keys their answers must be signed by, e.g.\n  - server_name: \"matrix.org\"\n    verify_keys:\n      \"ed25519:auto\": \"Noi6WqcDj0QmPxCNQqgezwTlBKrfqehY1u2FyWP9uYw\"\nNone by default: keys are fetched from each server directly.", "trusted_key_servers", "[]")
+	sub("Largest request body accepted from another server, in bytes (413 M_TOO_LARGE above).", "max_request_body", f.MaxRequestBody)
+	sub("Requests per second each other server may make (token bucket, with rate_limit on), and the burst.", "rate_limit_per_second", f.RequestsPerSec)
+	sub("", "rate_limit_burst", f.RequestsBurst)
 	return b.String()
 }

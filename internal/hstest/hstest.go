@@ -38,8 +38,15 @@ type Server struct {
 	URL    string
 	Name   string
 	Server *server.Server
-	http   *http.Client
-	stop   func()
+	// FedURL is the federation listener's https:// address and CA the test CA its
+	// certificate comes from (servers of NewFederation only).
+	FedURL  string
+	CA      *CA
+	DataDir string
+	http    *http.Client
+	stop    func()
+	dsn     string
+	restart func(testing.TB, ...func(*config.Config)) *Server
 }
 
 // PostgresDSN is the PostgreSQL server tests use when PORTHOLE_TEST_POSTGRES is set.
@@ -161,7 +168,7 @@ func start(t testing.TB, dir, dsn string, mods ...func(*config.Config)) *Server 
 		})
 	}
 	t.Cleanup(stop)
-	return &Server{URL: ts.URL, Name: cfg.ServerName, Server: srv, http: ts.Client(), stop: stop}
+	return &Server{URL: ts.URL, Name: cfg.ServerName, Server: srv, http: ts.Client(), stop: stop, dsn: dsn, DataDir: dir}
 }
 
 type testWriter struct{ t testing.TB }

@@ -114,3 +114,12 @@ func ThreepidMediumNotSupported(msg string) *Error {
 func ServerNotTrusted(msg string) *Error {
 	return newErr(http.StatusBadRequest, "M_SERVER_NOT_TRUSTED", msg)
 }
+
+// Unauthorized is a server-server request without a valid signature (or not meant for us).
+func Unauthorized(msg string) *Error {
+	return newErr(http.StatusUnauthorized, "M_UNAUTHORIZED", msg)
+}
+
+// MalformedAuth is a server-server request whose X-Matrix header cannot be parsed (400, as
+// Synapse answers it).
+func MalformedAuth(msg string) *Error { return newErr(http.StatusBadRequest, "M_UNAUTHORIZED", msg) }

@@ -4,53 +4,24 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"maunium.net/go/mautrix/pushrules/pushgateway"
+
+	"porthole/internal/netguard"
 )
 
 // Gateway requests go to URLs that users chose, so the client that sends them refuses, on
 // the address it is about to connect to (after DNS, and for every connection), anything
 // that is not a public unicast address: loopback, private, link-local, multicast and the
-// other special ranges (the list Synapse blocks by default), unless allowPrivate. It never
+// other special ranges (internal/netguard), unless allowPrivate. It never
 // follows redirects and uses no proxy from the environment.
-
-// errForbiddenAddress is the refusal of a gateway address.
-var errForbiddenAddress = errors.New("push gateway address is loopback, private or otherwise not public")
-
-var forbiddenPrefixes = func() []netip.Prefix {
-	var out []netip.Prefix
-	for _, s := range []string{
-		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-		"192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
-		"198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-		"::/128", "::1/128", "64:ff9b::/96", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
-	} {
-		out = append(out, netip.MustParsePrefix(s))
-	}
-	return out
-}()
-
-// forbiddenAddress reports whether a gateway may not be reached at addr.
-func forbiddenAddress(addr netip.Addr) bool {
-	addr = addr.Unmap()
-	for _, p := range forbiddenPrefixes {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
-}
 
 // gateway posts notifications to push gateways.
 type gateway struct {
@@ -62,25 +33,13 @@ type gateway struct {
 const maxGatewayResponse = 64 << 10
 
 func newGateway(allowPrivate bool, extraRoots []byte) (*gateway, error) {
-	roots, err := x509.SystemCertPool()
-	if err != nil || roots == nil {
-		roots = x509.NewCertPool()
-	}
-	if len(extraRoots) > 0 && !roots.AppendCertsFromPEM(extraRoots) {
-		return nil, errors.New("push_trust: no PEM certificate found")
+	roots, err := netguard.RootCAs(extraRoots)
+	if err != nil {
+		return nil, fmt.Errorf("push_trust: %w", err)
 	}
 	g := &gateway{}
-	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	if !allowPrivate {
-		dialer.Control = func(network, address string, _ syscall.RawConn) error {
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil || forbiddenAddress(ap.Addr()) {
-				g.refused.Add(1)
-				return fmt.Errorf("%w: %s", errForbiddenAddress, address)
-			}
-			return nil
-		}
-	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second,
+		Control: netguard.Control(allowPrivate, "push gateway", func() { g.refused.Add(1) })}
 	g.client = &http.Client{
 		Timeout: 30 * time.Second,
 		Transport: &http.Transport{

@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,10 +22,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"porthole/internal/api/client"
+	fedapi "porthole/internal/api/federation"
 	"porthole/internal/auth"
 	"porthole/internal/config"
 	"porthole/internal/e2ee"
 	"porthole/internal/ephemeral"
+	"porthole/internal/federation"
 	"porthole/internal/httpx"
 	"porthole/internal/live"
 	"porthole/internal/notify"
@@ -56,6 +59,11 @@ type Server struct {
 	rooms    *rooms.Service
 	handler  http.Handler
 	pages    *web.Pages // nil when web.enabled is off
+	// Federation (nil unless configured).
+	fedClient  *federation.Client
+	fedKeys    *federation.KeyRing
+	fedAPI     *fedapi.API
+	fedHandler http.Handler
 }
 
 // New opens the data directory and database and wires everything.
@@ -87,8 +95,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		ServerName: cfg.ServerName, OpenRegistration: cfg.Registration == "open",
 		GuestsEnabled: cfg.Guests == "on", BcryptCost: cfg.BcryptCost,
 	}, log)
-	roomSvc := rooms.New(hub, store, rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key,
-		Resolve: stateResolver(nil)}, log)
+	roomsCfg := rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key, Resolve: stateResolver(nil)}
+	var fedClient *federation.Client
+	var fedKeys *federation.KeyRing
+	if cfg.Federation.Enabled() {
+		if fedClient, fedKeys, err = newFederation(ctx, cfg, store, key, log); err != nil {
+			store.Close()
+			return nil, err
+		}
+		// Signatures of remote events (restricted joins) are checked with fetched keys.
+		roomsCfg.GetKey = fedKeys.GetKey
+	}
+	roomSvc := rooms.New(hub, store, roomsCfg, log)
 	var trust []byte
 	if cfg.PushTrust != "" {
 		if trust, err = os.ReadFile(cfg.PushTrust); err != nil {
@@ -141,7 +159,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts, syncer: sy, rooms: roomSvc,
-		outbox: ob, pushes: pushes}
+		outbox: ob, pushes: pushes, fedClient: fedClient, fedKeys: fedKeys}
 	if cfg.Web.Enabled == "on" {
 		wc := web.Config{Path: cfg.Web.Path, BaseURL: cfg.PublicBaseURL, GuestPosting: cfg.Web.GuestPosting == "on",
 			FrameAncestors: cfg.Web.FrameAncestors, NoIndex: cfg.Web.NoIndex == "on", LimitKey: api.LimitKey}
@@ -150,13 +168,21 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		}
 		s.pages = web.New(roomSvc, sy, wc, log)
 	}
-	s.handler = s.buildHandler()
+	if fedKeys != nil {
+		var fedLimit *ratelimit.Limiter
+		if cfg.RateLimit == "on" {
+			fedLimit = ratelimit.New(cfg.Federation.RequestsPerSec, cfg.Federation.RequestsBurst)
+		}
+		s.fedAPI = fedapi.New(fedKeys, roomSvc, fedapi.Config{ServerName: cfg.ServerName, WellKnownServer: cfg.Federation.WellKnownServer,
+			MaxBody: cfg.Federation.MaxRequestBody, Limit: fedLimit, Version: version()}, log)
+	}
+	s.handler, s.fedHandler = s.buildHandlers()
 	s.startCrossNode()
 	log.Info("porthole ready", "server_name", cfg.ServerName, "database", redactDSN(cfg.DatabaseURL()), "stream_pos", pos, "key", key.ID)
 	return s, nil
 }
 
-func (s *Server) buildHandler() http.Handler {
+func (s *Server) buildHandlers() (clientAPI, federationAPI http.Handler) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "porthole_http_requests_total", Help: "HTTP requests by route and status."}, []string{"route", "status"})
@@ -188,6 +214,9 @@ func (s *Server) buildHandler() http.Handler {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_filter_cache_bytes", Help: "Estimated memory held by parsed sync filters."},
 			func() float64 { _, b := s.api.FilterCacheUse(); return float64(b) }),
 	)
+	if s.fedClient != nil {
+		reg.MustRegister(s.fedClient.Collectors()...)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.api.Register(mux)
@@ -198,11 +227,26 @@ func (s *Server) buildHandler() http.Handler {
 		requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
 		durations.WithLabelValues(route).Observe(d.Seconds())
 	}
-	return httpx.Middleware(s.log, client.RoutePattern(mux), observe, client.RejectUncleanPaths(mux))
+	clientAPI = httpx.Middleware(s.log, client.RoutePattern(mux), observe, client.RejectUncleanPaths(mux))
+	if s.fedAPI != nil {
+		fmux := http.NewServeMux()
+		s.fedAPI.Register(fmux)
+		federationAPI = httpx.Middleware(s.log, client.RoutePattern(fmux), observe, client.RejectUncleanPaths(fmux))
+	}
+	return clientAPI, federationAPI
 }
 
 // Handler is the whole HTTP API.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// FederationHandler is the Server-Server API (nil when federation is off).
+func (s *Server) FederationHandler() http.Handler { return s.fedHandler }
+
+// FederationClient sends requests to other servers (nil when federation is off).
+func (s *Server) FederationClient() *federation.Client { return s.fedClient }
+
+// KeyRing holds this server's and other servers' signing keys (nil when federation is off).
+func (s *Server) KeyRing() *federation.KeyRing { return s.fedKeys }
 
 // API exposes the client API (tests walk its routes).
 func (s *Server) API() *client.API { return s.api }
@@ -225,19 +269,41 @@ func (s *Server) Syncer() *syncer.Syncer { return s.syncer }
 // Notifier exposes the notifier (tests read its gauges).
 func (s *Server) Notifier() *stream.Notifier { return s.notifier }
 
-// Serve answers on ln until ctx ends, then shuts down gracefully: long-polls are answered
-// at once, in-flight requests get up to 10 seconds, then the database is closed.
+// Serve answers the client API on ln until ctx ends, then shuts down gracefully:
+// long-polls are answered at once, in-flight requests get up to 10 seconds.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if s.cfg.Pprof != "" {
+		go s.servePprof(ctx)
+	}
+	return s.serve(ctx, ln, s.handler, nil, "listening")
+}
+
+// ServeFederation answers the federation API on ln until ctx ends: over TLS with the
+// configured certificate, or plain HTTP behind a proxy that terminates TLS.
+func (s *Server) ServeFederation(ctx context.Context, ln net.Listener) error {
+	if s.fedHandler == nil {
+		return errors.New("federation is not configured")
+	}
+	var tlsConf *tls.Config
+	if f := s.cfg.Federation; f.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.TLSCert, f.TLSKey)
+		if err != nil {
+			return fmt.Errorf("federation TLS: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	return s.serve(ctx, ln, s.fedHandler, tlsConf, "federation listening")
+}
+
+func (s *Server) serve(ctx context.Context, ln net.Listener, h http.Handler, tlsConf *tls.Config, what string) error {
 	srv := &http.Server{
-		Handler:           s.handler,
+		Handler:           h,
+		TLSConfig:         tlsConf,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	if s.cfg.Pprof != "" {
-		go s.servePprof(ctx)
 	}
 	files := raiseFileLimit()
 	maxConns := s.cfg.MaxConnections
@@ -246,14 +312,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	ln = newLimitListener(ln, maxConns, s.log)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("listening", "addr", ln.Addr().String(), "max_connections", maxConns)
+	go func() {
+		if tlsConf != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	s.log.Info(what, "addr", ln.Addr().String(), "tls", tlsConf != nil, "max_connections", maxConns)
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
-	s.log.Info("shutting down")
+	s.log.Info("shutting down", "listener", what)
 	s.notifier.Shutdown()
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

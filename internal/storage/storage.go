@@ -468,6 +468,7 @@ type Accounts interface {
 type Reader interface {
 	E2EEReader
 	AdminReader
+	KeyReader
 	Room(ctx context.Context, roomID string) (Room, error)
 	EventByID(ctx context.Context, eventID string) (Event, error)
 	EventsByIDs(ctx context.Context, eventIDs []string) ([]Event, error)
@@ -560,6 +561,7 @@ type Tx interface {
 	OutboxWriter
 	E2EETx
 	AdminTx
+	KeyTx
 	// AfterCommit runs fn once the transaction has committed (not at all if it rolls back).
 	AfterCommit(fn func())
 	// LockStream serialises this transaction with every other stream writer, on every
