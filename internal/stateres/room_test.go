@@ -297,3 +297,12 @@ func (r *room) changed(end stateres.StateMap, names ...string) (got, want stater
 	}
 	return got, want
 }
+
+// probeSelection is the auth event selection for an event not built yet.
+func probeSelection(r *room, e fake) pdu.AuthEventSelection {
+	probe := &pdu.PDU{Type: e.typ, StateKey: e.stateKey, Sender: id.UserID(e.sender)}
+	if raw, err := json.Marshal(e.content); err == nil {
+		probe.Content = raw
+	}
+	return probe.AuthEventSelection(r.version)
+}
