@@ -48,7 +48,9 @@ const (
 // RemoteEvent is a PDU received from another server whose format, size, content hash
 // (an event whose hash does not match arrives redacted) and signatures the federation
 // layer has checked. Its auth events must all be stored already (fetched as outliers);
-// its prev events too, unless StateBefore is given.
+// its prev events too, unless StateBefore is given. PDU comes from roomversion.Parse,
+// whatever the room version: events of rooms v1 and v2 keep their ID and their references'
+// hashes in it, and are stored in their own format.
 type RemoteEvent struct {
 	PDU     *pdu.PDU
 	EventID id.EventID

@@ -14,6 +14,7 @@ import (
 
 	"porthole/internal/hstest"
 	"porthole/internal/rooms"
+	"porthole/internal/roomversion"
 )
 
 // remoteServer plays another homeserver: it builds and signs events of a room that
@@ -169,8 +170,12 @@ func lastEvent(t *testing.T, c *hstest.Client, roomID string) eventInfo {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p pdu.PDU
-	if err := json.Unmarshal(ev.PDU, &p); err != nil {
+	room, err := c.S.Server.Store().Room(context.Background(), roomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := roomversion.Parse(id.RoomVersion(room.Version), ev.PDU)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return eventInfo{id: id.EventID(eid), depth: p.Depth, prev: p.PrevEvents}
