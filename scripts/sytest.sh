@@ -16,7 +16,9 @@ export GOTOOLCHAIN=go1.27.3
 RUNNER="${SYTEST_RUNNER:-$(cd .. && pwd)/shared/sytest/run.sh}"
 export PORTHOLE_BIN="$(mktemp -d)/porthole"
 go build -o "$PORTHOLE_BIN" ./cmd/porthole
-export SYTEST_HS_CMD='exec "$PORTHOLE_BIN" --listen "$SYTEST_HS_BIND_HOST:$SYTEST_HS_HTTP_PORT" --server-name "$SYTEST_HS_SERVER_NAME" --data "$SYTEST_HS_DATA_DIR" --log-level "${PORTHOLE_SYTEST_LOG_LEVEL:-info}" --rate-limit off --push-allow-private on --push-trust "$SYTEST_CA" --federation-listen "$SYTEST_HS_BIND_HOST:$SYTEST_HS_HTTPS_PORT" --federation-tls-cert "$SYTEST_HS_TLS_CERT" --federation-tls-key "$SYTEST_HS_TLS_KEY" --federation-trust "$SYTEST_CA" --federation-allow-private on 2>>"$SYTEST_HS_DATA_DIR/porthole.log"'
+# sytest's application services (tests/60app-services) come as SYTEST_HS_APPSERVICE_CONFIGS,
+# colon-separated registration files: each becomes an --appservice flag.
+export SYTEST_HS_CMD='set --; IFS=:; for f in ${SYTEST_HS_APPSERVICE_CONFIGS:-}; do set -- "$@" --appservice "$f"; done; unset IFS; exec "$PORTHOLE_BIN" "$@" --listen "$SYTEST_HS_BIND_HOST:$SYTEST_HS_HTTP_PORT" --server-name "$SYTEST_HS_SERVER_NAME" --data "$SYTEST_HS_DATA_DIR" --log-level "${PORTHOLE_SYTEST_LOG_LEVEL:-info}" --rate-limit off --push-allow-private on --push-trust "$SYTEST_CA" --federation-listen "$SYTEST_HS_BIND_HOST:$SYTEST_HS_HTTPS_PORT" --federation-tls-cert "$SYTEST_HS_TLS_CERT" --federation-tls-key "$SYTEST_HS_TLS_KEY" --federation-trust "$SYTEST_CA" --federation-allow-private on 2>>"$SYTEST_HS_DATA_DIR/porthole.log"'
 # sytest's push gateway listens on localhost with a certificate from sytest's own CA.
 export SYTEST_CA="$(cd "$SYTEST_DIR" && pwd)/keys/ca.crt"
 export PORTHOLE_BCRYPT_COST=4

@@ -13,9 +13,11 @@ rm -rf "$dst"
 mkdir -p "$dst/data/api" "$dst/data/event-schemas"
 cp "$src/LICENSE" "$dst/LICENSE"
 cp -r "$src/data/api/client-server" "$dst/data/api/"
-# Shared definitions that client-server files point into (the identity service's are only
-# referenced by request bodies, and the reference copy does not carry them).
-for d in application-service identity; do
+# The Application Service API whole (tests check the transactions sent to services), and
+# the identity service's definitions that client-server files point into (only request
+# bodies refer to them, and the reference copy does not carry the rest).
+cp -r "$src/data/api/application-service" "$dst/data/api/"
+for d in identity; do
   if [ -d "$src/data/api/$d/definitions" ]; then
     mkdir -p "$dst/data/api/$d" && cp -r "$src/data/api/$d/definitions" "$dst/data/api/$d/"
   fi

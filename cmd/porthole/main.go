@@ -55,6 +55,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fedKey := fs.String("federation-tls-key", "", "PEM private key for the federation listener")
 	fedTrust := fs.String("federation-trust", "", "PEM file of certificates trusted for outgoing federation TLS besides the system roots")
 	fedAllowPrivate := fs.String("federation-allow-private", "", "on or off: allow federation requests to loopback, private and link-local addresses (default off)")
+	var appservices []string
+	fs.Func("appservice", "application service registration file (YAML); repeat for several", func(v string) error {
+		appservices = append(appservices, v)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,6 +67,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unknown command %q (commands: generate-config, create-user)", fs.Arg(0))
 	}
 	cfg, err := loadConfig(*configPath, func(c *config.Config) []flagValue {
+		c.AppServiceConfigFiles = append(c.AppServiceConfigFiles, appservices...)
 		return []flagValue{
 			{*listen, &c.Listen}, {*serverName, &c.ServerName}, {*dataDir, &c.DataDir}, {*database, &c.Database},
 			{*registration, &c.Registration}, {*guests, &c.Guests}, {*logLevel, &c.LogLevel}, {*pprofAddr, &c.Pprof},

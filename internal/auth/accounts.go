@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"porthole/internal/appservice"
 	"porthole/internal/mxerr"
 	"porthole/internal/storage"
 )
@@ -22,6 +23,9 @@ type Config struct {
 	OpenRegistration bool
 	GuestsEnabled    bool
 	BcryptCost       int
+	// AppServices are the configured application services (their tokens authenticate,
+	// their exclusive namespaces are closed to others); nil for none.
+	AppServices *appservice.Registry
 }
 
 // Service owns accounts and sessions.
@@ -128,7 +132,7 @@ func (a *Service) ValidateLocalpart(localpart string) error {
 	if len(a.UserID(localpart)) > 255 {
 		return mxerr.InvalidUsername("User ID may not be longer than 255 characters")
 	}
-	return nil
+	return a.checkNotExclusive(a.UserID(localpart), nil)
 }
 
 // UserID builds a local user ID.
@@ -280,8 +284,15 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 				return change, err
 			}
 		} else {
-			if localpart == "" {
+			for i := 0; localpart == "" && i < 10; i++ {
+				// A generated name must not fall in an application service's namespace.
 				localpart = "u" + strings.ToLower(RandomDeviceID())
+				if a.checkNotExclusive(a.UserID(localpart), nil) != nil {
+					localpart = ""
+				}
+			}
+			if localpart == "" {
+				return change, mxerr.Exclusive(400, "Every generated user ID is reserved by an application service: choose a username")
 			}
 			userID = a.UserID(localpart)
 			if err := tx.CreateUser(ctx, storage.User{ID: userID, PasswordHash: hash, DisplayName: &localpart, CreatedTS: time.Now().UnixMilli()}); err != nil {
@@ -302,6 +313,8 @@ func (a *Service) Register(ctx context.Context, req RegisterRequest) (Login, err
 		return Login{}, mxerr.UserInUse("User ID already taken.")
 	} else if errors.Is(err, storage.ErrNotFound) && guest != nil {
 		return Login{}, mxerr.Forbidden("Guest account was already upgraded")
+	} else if e, ok := mxerr.As(err); ok {
+		return Login{}, e
 	} else if err != nil {
 		return Login{}, mxerr.Internal(err)
 	}

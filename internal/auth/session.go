@@ -14,15 +14,22 @@ import (
 	"sync"
 	"time"
 
+	"porthole/internal/appservice"
 	"porthole/internal/mxerr"
 	"porthole/internal/storage"
 )
 
 // Session is an authenticated request's identity.
 type Session struct {
-	UserID    string
-	DeviceID  string
-	IsGuest   bool
+	UserID   string
+	DeviceID string
+	IsGuest  bool
+	// AppService is the application service behind a request made with its as_token
+	// (nil for users' own tokens); it acts as UserID.
+	AppService *appservice.Registration
+	// Timestamp is the origin_server_ts a service asked for with ?ts= (timestamp
+	// massaging: send and state requests honour it); 0 means now.
+	Timestamp int64
 	tokenHash string
 	revoked   chan struct{}
 	once      sync.Once
@@ -165,6 +172,9 @@ func (a *Service) Authenticate(ctx context.Context, r *http.Request) (*Session, 
 			return nil, mxerr.UnknownToken("Invalid Authorization header")
 		}
 		return nil, mxerr.MissingToken()
+	}
+	if reg := a.cfg.AppServices.ByToken(tok); reg != nil {
+		return a.appServiceSession(ctx, r, reg)
 	}
 	return a.SessionForToken(ctx, tok)
 }

@@ -108,6 +108,13 @@ type Config struct {
 
 	// Federation is the server-server API; it is off unless Federation.Listen is set.
 	Federation Federation `yaml:"federation"`
+
+	// AppServiceConfigFiles are application service registration files (YAML, as Synapse
+	// and the bridges write them), read and checked at start (internal/appservice).
+	AppServiceConfigFiles []string `yaml:"app_service_config_files"`
+	// AppServiceQueryTimeout bounds each call to a service a client waits for (user and
+	// alias queries, third-party lookups, ping).
+	AppServiceQueryTimeout time.Duration `yaml:"app_service_query_timeout"`
 }
 
 // Web configures the server-rendered pages of world-readable rooms and their embed.
@@ -207,6 +214,8 @@ func Default() Config {
 			RequestsPerSec:        50,
 			RequestsBurst:         500,
 		},
+
+		AppServiceQueryTimeout: 10 * time.Second,
 	}
 }
 
@@ -379,6 +388,14 @@ func (c *Config) Validate() error {
 		bad("turn_shared_secret and turn_username exclude each other")
 	}
 	errs = append(errs, c.Federation.validate()...)
+	if c.AppServiceQueryTimeout < 100*time.Millisecond || c.AppServiceQueryTimeout > 5*time.Minute {
+		bad("app_service_query_timeout must be between 100ms and 5m, not %s", c.AppServiceQueryTimeout)
+	}
+	for i, f := range c.AppServiceConfigFiles {
+		if strings.TrimSpace(f) == "" {
+			bad("app_service_config_files[%d] is empty", i)
+		}
+	}
 	if c.MaxConnections < 0 {
 		bad("max_connections must not be negative")
 	}

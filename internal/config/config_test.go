@@ -21,6 +21,7 @@ func TestSampleLoadsAsDefaults(t *testing.T) {
 	got.TrustedProxies, want.TrustedProxies = nil, nil
 	got.TurnURIs, want.TurnURIs = nil, nil
 	got.Federation.TrustedKeyServers, want.Federation.TrustedKeyServers = nil, nil
+	got.AppServiceConfigFiles, want.AppServiceConfigFiles = nil, nil
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("generated config differs from the defaults:\n%+v\n%+v", got, want)
 	}

@@ -409,3 +409,16 @@ func (s *Server) MakeAdmin(t testing.TB, userID string) {
 		t.Fatal(err)
 	}
 }
+
+// CheckAppServiceTransaction fails the test (without stopping it) for every way a
+// transaction body sent to an application service breaks the spec's schemas.
+func CheckAppServiceTransaction(t testing.TB, body []byte) {
+	t.Helper()
+	spec, err := specschema.Load()
+	if err != nil {
+		t.Fatalf("loading the spec's schemas: %v", err)
+	}
+	for _, v := range spec.CheckAppServiceTransaction(body) {
+		t.Errorf("transaction breaks the spec: %s\n\tbody: %s", v, clip(body, 600))
+	}
+}

@@ -123,3 +123,8 @@ func Unauthorized(msg string) *Error {
 // MalformedAuth is a server-server request whose X-Matrix header cannot be parsed (400, as
 // Synapse answers it).
 func MalformedAuth(msg string) *Error { return newErr(http.StatusBadRequest, "M_UNAUTHORIZED", msg) }
+
+// Exclusive: a user ID or alias is reserved by an application service (or outside the
+// calling service's namespaces).
+func Exclusive(status int, msg string) *Error { return newErr(status, "M_EXCLUSIVE", msg) }
+func UnknownDevice(msg string) *Error         { return newErr(http.StatusBadRequest, "M_UNKNOWN_DEVICE", msg) }

@@ -1,6 +1,6 @@
 // Package outbox is Porthole's one durable outgoing queue: "deliver these items to that
 // destination, in order, at least once, surviving restarts, backing off when it fails".
-// Push gateways use it now; federation transactions and application-service pushes are
+// Push gateways and application-service transactions use it; federation transactions are
 // meant to use it too (shared/DESIGN.md, "One outbox").
 //
 // # Model
@@ -21,6 +21,11 @@
 //     exponential backoff (MinBackoff doubling up to MaxBackoff, with jitter) has passed;
 //     the next attempt gets the same batch, plus whatever was queued behind it if Batch
 //     takes more.
+//
+// A kind with KeepBatch (application services: a transaction ID must always carry the
+// same events) has each batch recorded before its first attempt (storage's batch end), so
+// every retry, by this node after a failure or by another after a crash, sends exactly
+// the same items again.
 //
 // # One sender per destination
 //
@@ -103,6 +108,12 @@ type Kind struct {
 	// Compact, if set, is called when a destination is tried again after failures, with its
 	// backlog; it returns the Seq of items to drop before delivery resumes.
 	Compact func(ctx context.Context, dest string, backlog []Item) []int64
+	// KeepBatch makes every attempt of a batch carry the same items: the batch is recorded
+	// before its first attempt, and retries take exactly the items recorded.
+	KeepBatch bool
+	// QuietRetries logs failed deliveries at debug level only: the kind logs its
+	// destinations' state changes itself.
+	QuietRetries bool
 	// Timeout bounds one delivery (default 30 s).
 	Timeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait after failures (default 1 s and 1 h).
@@ -451,6 +462,11 @@ func (o *Outbox) deliverAll(k key) error {
 		} else {
 			n = 1
 		}
+		if kind.KeepBatch {
+			if n, err = o.keptBatch(k, &state, items, n); err != nil || n == 0 {
+				return err
+			}
+		}
 		batch := items[:n]
 		outcome, derr := o.attempt(kind, k, batch)
 		if o.ctx.Err() != nil && outcome == RetryLater {
@@ -478,7 +494,11 @@ func (o *Outbox) deliverAll(k key) error {
 			o.failed.Add(1)
 			delay := backoff(kind, state.Failures+1)
 			state.Failures++
-			o.log.Info("outbox: delivery failed; retrying later", "kind", k.kind, "destination", k.dest,
+			level := slog.LevelInfo
+			if kind.QuietRetries {
+				level = slog.LevelDebug
+			}
+			o.log.Log(o.ctx, level, "outbox: delivery failed; retrying later", "kind", k.kind, "destination", k.dest,
 				"failures", state.Failures, "retry_in", delay.Round(time.Millisecond), "err", derr)
 			msg := ""
 			if derr != nil {
@@ -492,8 +512,32 @@ func (o *Outbox) deliverAll(k key) error {
 			o.retryAfter(k, delay)
 			return nil
 		}
-		state.Failures = 0
+		state.Failures, state.BatchEnd = 0, 0
 	}
+}
+
+// keptBatch returns how many of items form the batch of a KeepBatch kind: the batch
+// recorded by an earlier attempt if there is one, else the first n items, recorded now.
+// It returns 0 when the lease was lost.
+func (o *Outbox) keptBatch(k key, state *storage.OutboxDestination, items []Item, n int) (int, error) {
+	if state.BatchEnd > 0 {
+		kept := 0
+		for kept < len(items) && items[kept].Seq <= state.BatchEnd {
+			kept++
+		}
+		if kept > 0 {
+			return kept, nil
+		}
+	}
+	end := items[n-1].Seq
+	ok, err := o.write(func(ctx context.Context, tx storage.Tx) (bool, error) {
+		return tx.OutboxHoldBatch(ctx, k.kind, k.dest, o.owner, end)
+	})
+	if err != nil || !ok {
+		return 0, err
+	}
+	state.BatchEnd = end
+	return n, nil
 }
 
 func (o *Outbox) release(k key) {

@@ -477,3 +477,84 @@ func TestTwoNodesNeverDeliverToOneDestinationAtOnce(t *testing.T) {
 		t.Errorf("deliveries by node: %v; want both nodes to have held leases", byNode)
 	}
 }
+
+// TestKeepBatchRetriesExactlyTheRecordedBatch: with KeepBatch, items queued after a batch
+// failed do not join it when it is retried, neither by the same outbox after a backoff
+// nor by another one that finds the batch recorded (a crash mid-delivery).
+func TestKeepBatchRetriesExactlyTheRecordedBatch(t *testing.T) {
+	st, dsn := openStore(t)
+	var mu sync.Mutex
+	var seen [][]int64
+	fail := atomic.Int32{}
+	fail.Store(1)
+	hang := make(chan struct{})
+	hung := make(chan struct{}, 1)
+	kind := func(hangFirst bool) outbox.Kind {
+		return outbox.Kind{
+			Name:       "test",
+			KeepBatch:  true,
+			Batch:      func(pending []outbox.Item) int { return len(pending) },
+			MinBackoff: 20 * time.Millisecond,
+			MaxBackoff: 50 * time.Millisecond,
+			Deliver: func(ctx context.Context, dest string, batch []outbox.Item) (outbox.Outcome, error) {
+				if hangFirst {
+					hung <- struct{}{}
+					select {
+					case <-hang:
+					case <-ctx.Done():
+					}
+					return outbox.RetryLater, errors.New("killed")
+				}
+				mu.Lock()
+				var s []int64
+				for _, it := range batch {
+					s = append(s, it.Seq)
+				}
+				seen = append(seen, s)
+				mu.Unlock()
+				if fail.Add(-1) >= 0 {
+					return outbox.RetryLater, errors.New("service answered 500")
+				}
+				return outbox.Delivered, nil
+			},
+		}
+	}
+	// The first node records the batch [1 2] and dies while sending it.
+	first := outbox.New(st, outbox.Options{Log: quietLog(), Lease: 200 * time.Millisecond}, kind(true))
+	enqueue(t, st, first, msg("test", "d", "1"), msg("test", "d", "2"))
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-hung
+	enqueue(t, st, first, msg("test", "d", "3"))
+	d, err := st.OutboxDestination(context.Background(), "test", "d")
+	if err != nil || d.BatchEnd != 2 {
+		t.Fatalf("destination during the first attempt: %+v %v, want batch_end 2", d, err)
+	}
+	// Closing cancels the delivery; the outbox then releases the lease without counting a
+	// failure, as a dead node's expired lease would leave it.
+	first.Close()
+	close(hang)
+
+	second := outbox.New(openDSN(t, dsn), outbox.Options{Log: quietLog(), ScanInterval: 50 * time.Millisecond}, kind(false))
+	enqueue(t, st, second, msg("test", "d", "4"))
+	if err := second.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	waitFor(t, "the queue to drain", func() bool {
+		items, _ := st.OutboxItems(context.Background(), "test", "d", 10)
+		return len(items) == 0
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	want := [][]int64{{1, 2}, {1, 2}, {3, 4}}
+	if len(seen) != len(want) {
+		t.Fatalf("batches %v, want %v", seen, want)
+	}
+	for i := range want {
+		if !slices.Equal(seen[i], want[i]) {
+			t.Fatalf("batches %v, want %v", seen, want)
+		}
+	}
+}

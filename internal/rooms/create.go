@@ -152,6 +152,9 @@ func (s *Service) planRoom(ctx context.Context, sess *auth.Session, req CreateRo
 			return nil, mxerr.InvalidParam("Invalid room_alias_name")
 		}
 		plan.alias = "#" + name + ":" + s.cfg.ServerName
+		if err := s.mayClaimAlias(sess, plan.alias); err != nil {
+			return nil, err
+		}
 		if _, err := s.store.AliasRoom(ctx, plan.alias); err == nil {
 			return nil, mxerr.RoomInUse("Room alias already taken")
 		} else if !errors.Is(err, storage.ErrNotFound) {

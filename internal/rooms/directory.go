@@ -39,13 +39,18 @@ func (s *Service) PutAlias(ctx context.Context, sess *auth.Session, alias, roomI
 	if !ValidRoomID(roomID) {
 		return mxerr.InvalidParam("Invalid room ID")
 	}
+	if err := s.mayClaimAlias(sess, alias); err != nil {
+		return err
+	}
 	err := s.store.Write(ctx, func(tx storage.Tx) error {
 		if _, err := tx.Room(ctx, roomID); errors.Is(err, storage.ErrNotFound) {
 			return mxerr.NotFound("Unknown room")
 		} else if err != nil {
 			return err
 		}
-		if m, err := tx.Member(ctx, roomID, sess.UserID); err != nil || m.Membership != visibility.Join {
+		// An application service manages the aliases of its namespaces without joining
+		// the rooms (as in Synapse).
+		if m, err := tx.Member(ctx, roomID, sess.UserID); sess.AppService == nil && (err != nil || m.Membership != visibility.Join) {
 			return mxerr.Forbidden("You must be in the room to give it an alias")
 		}
 		if err := tx.PutAlias(ctx, storage.Alias{Alias: alias, RoomID: roomID, Creator: sess.UserID}); errors.Is(err, storage.ErrConflict) {
@@ -70,7 +75,10 @@ func (s *Service) DeleteAlias(ctx context.Context, sess *auth.Session, alias str
 	} else if err != nil {
 		return mxerr.Internal(err)
 	}
-	if a.Creator != sess.UserID {
+	if err := s.mayClaimAlias(sess, alias); err != nil {
+		return err
+	}
+	if a.Creator != sess.UserID && sess.AppService == nil {
 		ok, err := s.canSendState(ctx, a.RoomID, sess.UserID, "m.room.canonical_alias")
 		if err != nil {
 			return asMatrixError(err)
@@ -86,6 +94,22 @@ func (s *Service) DeleteAlias(ctx context.Context, sess *auth.Session, alias str
 		return mxerr.Internal(err)
 	}
 	s.dropCanonicalAlias(ctx, sess, a.RoomID, alias)
+	return nil
+}
+
+// mayClaimAlias applies the application services' namespaces to creating or deleting an
+// alias: a service only in its own alias namespaces, anyone else outside the exclusive
+// ones (400 M_EXCLUSIVE, as Synapse).
+func (s *Service) mayClaimAlias(sess *auth.Session, alias string) error {
+	if sess.AppService != nil {
+		if !sess.AppService.AliasInNamespace(alias) {
+			return mxerr.Exclusive(400, "This application service has not reserved this kind of alias")
+		}
+		return nil
+	}
+	if s.cfg.AppServices.ExclusiveAliasOwner(alias, nil) != nil {
+		return mxerr.Exclusive(400, "This alias is reserved by an application service")
+	}
 	return nil
 }
 

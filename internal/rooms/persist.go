@@ -7,6 +7,7 @@
 package rooms
 
 import (
+	"cmp"
 	"context"
 	"encoding/json/jsontext"
 	"encoding/json/v2"
@@ -25,6 +26,7 @@ import (
 	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
 
+	"porthole/internal/appservice"
 	"porthole/internal/auth"
 	"porthole/internal/clientevent"
 	"porthole/internal/live"
@@ -48,6 +50,10 @@ type Config struct {
 	// GetKey finds other servers' signing keys, for the auth rules that check signatures
 	// (restricted joins) on events received over federation.
 	GetKey pdu.GetKeyFunc
+	// AppServices are the configured application services: their exclusive alias
+	// namespaces are closed to others, and unknown users and aliases of their namespaces
+	// are asked of them (nil: none).
+	AppServices *appservice.Registry
 }
 
 // Service writes room events.
@@ -60,6 +66,8 @@ type Service struct {
 	// locks serialise local writers of a room (see roomLock).
 	locks [256]sync.Mutex
 	push  PushEvaluator // see SetPushEvaluator
+	// observer is told of every timeline event in its transaction (SetEventObserver).
+	observer EventObserver
 }
 
 // New returns the rooms service.
@@ -85,6 +93,8 @@ type Proto struct {
 	TxnID    string
 	TxnPath  string
 	DeviceID string
+	// TS is the origin_server_ts an application service asked for (0: now).
+	TS int64
 }
 
 // txnKey is what a transaction is remembered by, besides sender, device and room.
@@ -224,7 +234,7 @@ func (s *Service) prepare(ctx context.Context, r storage.Reader, room storage.Ro
 		StateKey:       p.StateKey,
 		Sender:         id.UserID(p.Sender),
 		Content:        content,
-		OriginServerTS: s.now().UnixMilli(),
+		OriginServerTS: cmp.Or(p.TS, s.now().UnixMilli()),
 		Depth:          room.Depth + 1,
 		AuthEvents:     []id.EventID{},
 		PrevEvents:     []id.EventID{},
@@ -559,6 +569,9 @@ func (pc *persistContext) store(ev *pdu.PDU, raw []byte, eventID id.EventID, pos
 		return nil, err
 	}
 	pub.Push = push
+	if err := pc.observe(stored, prevHead); err != nil {
+		return nil, err
+	}
 	pc.pubs = append(pc.pubs, pub)
 	return stored, nil
 }

@@ -16,6 +16,25 @@ type PushEvaluator interface {
 // SetPushEvaluator makes every persisted event go through p. Call it before serving.
 func (s *Service) SetPushEvaluator(p PushEvaluator) { s.push = p }
 
+// EventObserver queues, inside an event's transaction, what else must learn of the event
+// (internal/appservice: the application services interested in it), so that an
+// acknowledged event's deliveries survive a crash. prevHead is the room's head before it.
+type EventObserver interface {
+	EventPersisted(ctx context.Context, tx storage.Tx, roomID, prevHead string, ev *storage.Event) error
+}
+
+// SetEventObserver makes every event persisted to a room's timeline, local or remote, go
+// through o. Call it before serving.
+func (s *Service) SetEventObserver(o EventObserver) { s.observer = o }
+
+// observe runs the event observer for a stored event.
+func (pc *persistContext) observe(stored *storage.Event, prevHead string) error {
+	if pc.s.observer == nil {
+		return nil
+	}
+	return pc.s.observer.EventPersisted(pc.ctx, pc.tx, pc.room.ID, prevHead, stored)
+}
+
 // pushOutcome runs the push evaluation for a stored event (persist's last step).
 func (pc *persistContext) pushOutcome(stored *storage.Event, prevHead string, state map[storage.StateKeyOf]*storage.Event) (*storage.PushOutcome, error) {
 	if pc.s.push == nil {

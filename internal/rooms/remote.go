@@ -229,6 +229,9 @@ func (pc *persistContext) acceptRemote(re RemoteEvent, before, after, current St
 	if pub.Push, err = pc.remotePushOutcome(stored, prevHead, before); err != nil {
 		return err
 	}
+	if err := pc.observe(stored, prevHead); err != nil {
+		return err
+	}
 	if p.Type == "m.room.redaction" {
 		if target := redactsOf(p, version); target != "" && pc.remoteMayRedact(p, target, newCurrent) {
 			if pub.Replaced, err = pc.applyRedaction(stored, target); err != nil {

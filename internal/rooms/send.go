@@ -37,7 +37,7 @@ func (s *Service) Send(ctx context.Context, sess *auth.Session, roomID, evType, 
 	if txnID == "" || len(txnID) > 255 {
 		return "", mxerr.InvalidParam("Invalid transaction ID")
 	}
-	ev, err := s.persistOne(ctx, roomID, Proto{Type: evType, Content: content, Sender: sess.UserID, TxnID: txnID, TxnPath: "send/" + evType, DeviceID: sess.DeviceID})
+	ev, err := s.persistOne(ctx, roomID, Proto{Type: evType, Content: content, Sender: sess.UserID, TxnID: txnID, TxnPath: "send/" + evType, DeviceID: sess.DeviceID, TS: sess.Timestamp})
 	if err != nil {
 		return "", roomError(err, notInRoom())
 	}
@@ -89,7 +89,7 @@ func (s *Service) SetState(ctx context.Context, sess *auth.Session, roomID, evTy
 				return mxerr.Forbidden("Guest access not allowed")
 			}
 		}
-		ev, err := pc.persist(Proto{Type: evType, StateKey: &stateKey, Content: content, Sender: sess.UserID})
+		ev, err := pc.persist(Proto{Type: evType, StateKey: &stateKey, Content: content, Sender: sess.UserID, TS: sess.Timestamp})
 		if err != nil {
 			return err
 		}

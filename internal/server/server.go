@@ -23,6 +23,7 @@ import (
 
 	"porthole/internal/api/client"
 	fedapi "porthole/internal/api/federation"
+	"porthole/internal/appservice"
 	"porthole/internal/auth"
 	"porthole/internal/config"
 	"porthole/internal/e2ee"
@@ -56,6 +57,7 @@ type Server struct {
 	syncer   *syncer.Syncer
 	outbox   *outbox.Outbox
 	pushes   *notify.Service
+	appsvc   *appservice.Service
 	rooms    *rooms.Service
 	handler  http.Handler
 	pages    *web.Pages // nil when web.enabled is off
@@ -89,13 +91,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		store.Close()
 		return nil, fmt.Errorf("reading stream position: %w", err)
 	}
+	// Application services: a registration that does not parse refuses the start.
+	registry, err := appservice.Load(cfg.AppServiceConfigFiles, cfg.ServerName)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	notifier := stream.NewNotifier(pos)
 	hub := live.NewHub(store, notifier, cfg.PeekWindow, log)
 	accounts := auth.New(store, auth.Config{
 		ServerName: cfg.ServerName, OpenRegistration: cfg.Registration == "open",
-		GuestsEnabled: cfg.Guests == "on", BcryptCost: cfg.BcryptCost,
+		GuestsEnabled: cfg.Guests == "on", BcryptCost: cfg.BcryptCost, AppServices: registry,
 	}, log)
-	roomsCfg := rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key, Resolve: stateResolver(nil)}
+	roomsCfg := rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key, Resolve: stateResolver(nil), AppServices: registry}
 	var fedClient *federation.Client
 	var fedKeys *federation.KeyRing
 	if cfg.Federation.Enabled() {
@@ -114,14 +122,25 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			return nil, fmt.Errorf("push_trust: %w", err)
 		}
 	}
+	appservices, err := appservice.New(registry, store, hub, appservice.Config{ServerName: cfg.ServerName, QueryTimeout: cfg.AppServiceQueryTimeout, TrustPEM: trust}, log)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if err := appservices.EnsureSenders(ctx); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("creating application services' sender users: %w", err)
+	}
 	pushes, err := notify.New(store, hub, notify.Config{ServerName: cfg.ServerName, AllowPrivate: cfg.PushAllowPrivate == "on", TrustPEM: trust}, log)
 	if err != nil {
 		store.Close()
 		return nil, err
 	}
-	// The one outbox: push gateways now; federation and application services later.
-	ob := outbox.New(store, outbox.Options{Log: log}, pushes.OutboxKind())
+	// The one outbox: push gateways and application services now; federation later.
+	ob := outbox.New(store, outbox.Options{Log: log}, pushes.OutboxKind(), appservices.OutboxKind())
 	pushes.SetOutbox(ob)
+	appservices.SetOutbox(ob)
+	roomSvc.SetEventObserver(appservices)
 	if err := pushes.LoadPushers(ctx); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("loading pushers: %w", err)
@@ -159,7 +178,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts, syncer: sy, rooms: roomSvc,
-		outbox: ob, pushes: pushes, fedClient: fedClient, fedKeys: fedKeys}
+		outbox: ob, pushes: pushes, fedClient: fedClient, fedKeys: fedKeys, appsvc: appservices}
 	if cfg.Web.Enabled == "on" {
 		wc := web.Config{Path: cfg.Web.Path, BaseURL: cfg.PublicBaseURL, GuestPosting: cfg.Web.GuestPosting == "on",
 			FrameAncestors: cfg.Web.FrameAncestors, NoIndex: cfg.Web.NoIndex == "on", LimitKey: api.LimitKey}
@@ -197,7 +216,7 @@ func (s *Server) buildHandlers() (clientAPI, federationAPI http.Handler) {
 			func() float64 { return float64(s.notifier.KeysWoken()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_stream_position", Help: "Highest committed stream position."},
 			func() float64 { return float64(s.notifier.Current()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "porthole_outbox_delivered_total", Help: "Outbox deliveries that succeeded (push gateways)."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "porthole_outbox_delivered_total", Help: "Outbox deliveries that succeeded (push gateways, application services)."},
 			func() float64 { d, _, _ := s.outbox.Counts(); return float64(d) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "porthole_outbox_failed_total", Help: "Outbox deliveries that failed and will be retried."},
 			func() float64 { _, f, _ := s.outbox.Counts(); return float64(f) }),
@@ -216,6 +235,31 @@ func (s *Server) buildHandlers() (clientAPI, federationAPI http.Handler) {
 	)
 	if s.fedClient != nil {
 		reg.MustRegister(s.fedClient.Collectors()...)
+	}
+	for _, as := range s.appsvc.Registry().All() {
+		st, labels := s.appsvc.StatsOf(as.ID), prometheus.Labels{"appservice": as.ID}
+		counter := func(name, help string, v func() int64) prometheus.Collector {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels}, func() float64 { return float64(v()) })
+		}
+		id := as.ID
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_appservice_queue_length", Help: "Items queued for an application service (events, ephemeral events, to-device messages).", ConstLabels: labels},
+				func() float64 {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					n, err := s.appsvc.QueueLength(ctx, id)
+					if err != nil {
+						return -1
+					}
+					return float64(n)
+				}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_appservice_last_success_timestamp_seconds", Help: "When an application service last took a transaction from this node (0: not since start).", ConstLabels: labels},
+				func() float64 { return float64(st.LastSuccess.Load()) / 1000 }),
+			counter("porthole_appservice_transactions_total", "Transactions an application service took.", st.Transactions.Load),
+			counter("porthole_appservice_events_total", "Room events pushed to an application service.", st.Events.Load),
+			counter("porthole_appservice_ephemeral_total", "Ephemeral events and to-device messages pushed to an application service.", st.Ephemeral.Load),
+			counter("porthole_appservice_failures_total", "Transactions to an application service that failed (to be retried).", st.Failures.Load),
+		)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

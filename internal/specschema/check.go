@@ -293,3 +293,21 @@ func eventAt(doc any, ptr string) (typ string, hasID bool) {
 	}
 	return typ, hasID
 }
+
+// CheckAppServiceTransaction validates the body of a transaction the homeserver sends an
+// application service (PUT /_matrix/app/v1/transactions/{txnId}): the spec's request
+// schema, and the schema of every event in it.
+func (s *Spec) CheckAppServiceTransaction(body []byte) []Violation {
+	const loc = baseURL + root + "api/application-service/transactions.yaml#/paths/~1transactions~1%7BtxnId%7D/put/requestBody/content/application~1json/schema"
+	c := checker{spec: s, method: "PUT", path: "/_matrix/app/v1/transactions/{txnId}", status: 200, template: "/_matrix/app/v1/transactions/{txnId}"}
+	var doc any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		c.add("", "the body is not JSON: "+err.Error(), "")
+		return c.filtered(nil)
+	}
+	c.validate(loc, doc, "")
+	c.checkEvents(doc, "")
+	return c.filtered(doc)
+}

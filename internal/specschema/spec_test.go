@@ -149,3 +149,20 @@ func TestAllowancesAreNarrow(t *testing.T) {
 		t.Error("a null status_msg in /events was excused")
 	}
 }
+
+func TestAppServiceTransactionSchema(t *testing.T) {
+	s, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := `{"events":[{"type":"m.room.message","content":{"body":"x","msgtype":"m.text"},"event_id":"$a","room_id":"!r:x","sender":"@a:x","origin_server_ts":1}],
+		"ephemeral":[{"type":"m.typing","room_id":"!r:x","content":{"user_ids":[]}}]}`
+	if v := s.CheckAppServiceTransaction([]byte(good)); len(v) != 0 {
+		t.Errorf("a good transaction: %v", v)
+	}
+	for _, bad := range []string{`{}`, `{"events":[{"type":"m.room.message"}]}`, `not json`} {
+		if v := s.CheckAppServiceTransaction([]byte(bad)); len(v) == 0 {
+			t.Errorf("%s passed", bad)
+		}
+	}
+}

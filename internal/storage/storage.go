@@ -356,6 +356,9 @@ type OutboxDestination struct {
 	LeaseOwner  string
 	LeaseUntil  int64 // unix ms
 	LastError   string
+	// BatchEnd is the last Seq of the batch being attempted, for kinds whose retries must
+	// carry the same items (0: none recorded).
+	BatchEnd int64
 }
 
 // PushReader reads push outcomes, counts and notifications.
@@ -381,6 +384,8 @@ type OutboxReader interface {
 	// OutboxItems returns the destination's first queued items in order, at most limit.
 	OutboxItems(ctx context.Context, kind, dest string, limit int) ([]OutboxItem, error)
 	OutboxDestination(ctx context.Context, kind, dest string) (OutboxDestination, error)
+	// OutboxCount counts the destination's queued items.
+	OutboxCount(ctx context.Context, kind, dest string) (int64, error)
 	// OutboxDue lists destinations with queued items whose backoff is over and whose lease
 	// is free or expired at now, earliest retry first, at most limit.
 	OutboxDue(ctx context.Context, now int64, limit int) ([]OutboxDestination, error)
@@ -400,9 +405,11 @@ type OutboxWriter interface {
 	// OutboxLease gives owner the destination until until, if its backoff is over and its
 	// lease is free, expired or already owner's.
 	OutboxLease(ctx context.Context, kind, dest, owner string, now, until int64) (bool, error)
-	// OutboxDelivered removes the items up to upToSeq, resets the backoff and renews the
-	// lease until until.
+	// OutboxDelivered removes the items up to upToSeq, resets the backoff and the recorded
+	// batch and renews the lease until until.
 	OutboxDelivered(ctx context.Context, kind, dest, owner string, upToSeq, until int64) (bool, error)
+	// OutboxHoldBatch records the batch about to be attempted: the items up to upToSeq.
+	OutboxHoldBatch(ctx context.Context, kind, dest, owner string, upToSeq int64) (bool, error)
 	// OutboxFailed records a failed attempt (failures+1, no delivery before retryTS) and
 	// releases the lease.
 	OutboxFailed(ctx context.Context, kind, dest, owner string, retryTS int64, lastErr string) (bool, error)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"porthole/internal/appservice"
 	"porthole/internal/auth"
 	"porthole/internal/httpx"
 	"porthole/internal/mxerr"
@@ -73,9 +74,28 @@ func (a *API) register(w http.ResponseWriter, r *http.Request, _ *auth.Session) 
 	default:
 		return &mxerr.Error{Status: 400, Code: "M_UNRECOGNIZED", Message: "Unknown registration kind " + kind}
 	}
-	var req auth.RegisterRequest
-	if err := httpx.ReadJSON(r, a.cfg.MaxBody, &req); err != nil {
+	raw, err := httpx.ReadBody(r, a.cfg.MaxBody)
+	if err != nil {
 		return err
+	}
+	var req auth.RegisterRequest
+	if err := httpx.DecodeObject(raw, &req); err != nil {
+		return err
+	}
+	var kindOf struct {
+		Type string `json:"type"`
+	}
+	httpx.DecodeObject(raw, &kindOf)
+	if kindOf.Type == auth.AppServiceLoginType {
+		as, err := a.appServiceCaller(r)
+		if err != nil {
+			return err
+		}
+		login, err := a.auth.RegisterAppServiceUser(r.Context(), as, req.Username, req.InhibitLogin, req.DeviceID, req.InitialDeviceDisplayName)
+		if err != nil {
+			return err
+		}
+		return httpx.WriteJSON(w, 200, login)
 	}
 	login, err := a.auth.Register(r.Context(), req)
 	if err != nil {
@@ -93,7 +113,21 @@ func (a *API) registerAvailable(w http.ResponseWriter, r *http.Request, _ *auth.
 }
 
 func (a *API) loginFlows(w http.ResponseWriter, r *http.Request, _ *auth.Session) error {
-	return httpx.WriteJSON(w, 200, map[string]any{"flows": []map[string]string{{"type": "m.login.password"}}})
+	return httpx.WriteJSON(w, 200, map[string]any{"flows": []map[string]string{{"type": "m.login.password"}, {"type": auth.AppServiceLoginType}}})
+}
+
+// appServiceCaller returns the application service whose as_token authenticates a
+// request to a public route (registration and login as a service): 401 M_MISSING_TOKEN
+// without a token, 401 M_UNKNOWN_TOKEN with any other.
+func (a *API) appServiceCaller(r *http.Request) (*appservice.Registration, error) {
+	if _, ok := auth.TokenFromRequest(r); !ok {
+		return nil, mxerr.MissingToken()
+	}
+	as := a.auth.AppServiceOf(r)
+	if as == nil {
+		return nil, mxerr.UnknownToken("The access token is not an application service's as_token")
+	}
+	return as, nil
 }
 
 func (a *API) login(w http.ResponseWriter, r *http.Request, _ *auth.Session) error {
@@ -103,6 +137,17 @@ func (a *API) login(w http.ResponseWriter, r *http.Request, _ *auth.Session) err
 	var req auth.LoginRequest
 	if err := httpx.ReadJSON(r, a.cfg.MaxBody, &req); err != nil {
 		return err
+	}
+	if req.Type == auth.AppServiceLoginType {
+		as, err := a.appServiceCaller(r)
+		if err != nil {
+			return err
+		}
+		login, err := a.auth.LoginAppService(r.Context(), as, req)
+		if err != nil {
+			return err
+		}
+		return httpx.WriteJSON(w, 200, login)
 	}
 	login, err := a.auth.Login(r.Context(), req)
 	if err != nil {
@@ -126,7 +171,11 @@ func (a *API) logoutAll(w http.ResponseWriter, r *http.Request, s *auth.Session)
 }
 
 func (a *API) whoami(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
-	return httpx.WriteJSON(w, 200, map[string]any{"user_id": s.UserID, "device_id": s.DeviceID, "is_guest": s.IsGuest})
+	out := map[string]any{"user_id": s.UserID, "is_guest": s.IsGuest}
+	if s.DeviceID != "" { // an application service acting as a user without a device has none
+		out["device_id"] = s.DeviceID
+	}
+	return httpx.WriteJSON(w, 200, out)
 }
 
 func (a *API) changePassword(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
@@ -147,7 +196,7 @@ func (a *API) deactivate(w http.ResponseWriter, r *http.Request, s *auth.Session
 	if err := httpx.ReadJSON(r, a.cfg.MaxBody, &req); err != nil {
 		return err
 	}
-	if err := a.auth.RequirePassword(r.Context(), s, req.Auth, "deactivate"); err != nil {
+	if err := a.requirePassword(r, s, req.Auth, "deactivate"); err != nil {
 		return err
 	}
 	if err := a.auth.Deactivate(r.Context(), s.UserID); err != nil {
@@ -226,7 +275,7 @@ func (a *API) deleteDevice(w http.ResponseWriter, r *http.Request, s *auth.Sessi
 	if _, err := a.auth.Device(r.Context(), s.UserID, r.PathValue("deviceId")); err != nil {
 		return err
 	}
-	if err := a.auth.RequirePassword(r.Context(), s, req.Auth, "delete device "+r.PathValue("deviceId")); err != nil {
+	if err := a.requirePassword(r, s, req.Auth, "delete device "+r.PathValue("deviceId")); err != nil {
 		return err
 	}
 	if err := a.auth.DeleteDevices(r.Context(), s.UserID, []string{r.PathValue("deviceId")}); err != nil {
@@ -248,13 +297,23 @@ func (a *API) deleteDevices(w http.ResponseWriter, r *http.Request, s *auth.Sess
 	}
 	ids := slices.Clone(req.Devices)
 	slices.Sort(ids)
-	if err := a.auth.RequirePassword(r.Context(), s, req.Auth, "delete devices "+strings.Join(ids, " ")); err != nil {
+	if err := a.requirePassword(r, s, req.Auth, "delete devices "+strings.Join(ids, " ")); err != nil {
 		return err
 	}
 	if err := a.auth.DeleteDevices(r.Context(), s.UserID, req.Devices); err != nil {
 		return err
 	}
 	return httpx.WriteJSON(w, 200, struct{}{})
+}
+
+// requirePassword runs user-interactive auth for a sensitive operation, except for an
+// application service acting as one of its users: it manages them without their
+// passwords (the spec, for deactivation and device deletion).
+func (a *API) requirePassword(r *http.Request, s *auth.Session, d *auth.AuthDict, op string) error {
+	if s.AppService != nil {
+		return nil
+	}
+	return a.auth.RequirePassword(r.Context(), s, d, op)
 }
 
 // rawObject reads a request body that must be a JSON object and returns it as is.

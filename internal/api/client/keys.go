@@ -80,7 +80,7 @@ func (a *API) uploadCrossSigning(w http.ResponseWriter, r *http.Request, s *auth
 	err := a.e2ee.UploadCrossSigning(r.Context(), s.UserID, req.CrossSigningRequest, false)
 	if errors.Is(err, e2ee.ErrAuthRequired) {
 		// Replacing keys needs the password, as Synapse asks.
-		if err := a.auth.RequirePassword(r.Context(), s, req.Auth, "device_signing_upload"); err != nil {
+		if err := a.requirePassword(r, s, req.Auth, "device_signing_upload"); err != nil {
 			return err
 		}
 		err = a.e2ee.UploadCrossSigning(r.Context(), s.UserID, req.CrossSigningRequest, true)

@@ -306,8 +306,15 @@ func (a *API) wrap(rt route) http.Handler {
 }
 
 func (a *API) serve(rt route, w http.ResponseWriter, r *http.Request) error {
-	if err := a.limit(a.limitsIP(), a.limitKey(r)); err != nil {
-		return err
+	// An application service whose registration says rate_limited: false is never limited.
+	unlimited := false
+	if as := a.auth.AppServiceOf(r); as != nil && !as.RateLimited {
+		unlimited = true
+	}
+	if !unlimited {
+		if err := a.limit(a.limitsIP(), a.limitKey(r)); err != nil {
+			return err
+		}
 	}
 	var sess *auth.Session
 	if _, hasToken := auth.TokenFromRequest(r); rt.access != public && (rt.access != tokenOptional || hasToken || r.Header.Get("Authorization") != "") {
@@ -318,13 +325,16 @@ func (a *API) serve(rt route, w http.ResponseWriter, r *http.Request) error {
 		if s.IsGuest && rt.access == members {
 			return mxerr.GuestAccessForbidden()
 		}
-		if a.cfg.Limits != nil {
+		if a.cfg.Limits != nil && !unlimited {
 			if err := a.limit(a.cfg.Limits.User, s.UserID); err != nil {
 				return err
 			}
 		}
 		httpx.AddLogAttr(r.Context(), slog.String("user", s.UserID))
 		a.auth.Seen(s, a.clientIP(r), r.UserAgent(), time.Now())
+		if s.AppService != nil {
+			httpx.AddLogAttr(r.Context(), slog.String("appservice", s.AppService.ID))
+		}
 		sess = s
 	}
 	return rt.h(w, r, sess)

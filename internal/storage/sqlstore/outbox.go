@@ -20,17 +20,23 @@ func (r reader) OutboxItems(ctx context.Context, kind, dest string, limit int) (
 	})
 }
 
-const outboxDestCols = `kind, destination, failures, retry_ts, lease_owner, lease_until, last_error`
+const outboxDestCols = `kind, destination, failures, retry_ts, lease_owner, lease_until, last_error, batch_end`
 
 func scanOutboxDest(row interface{ Scan(...any) error }) (storage.OutboxDestination, error) {
 	var d storage.OutboxDestination
-	err := row.Scan(&d.Kind, &d.Destination, &d.Failures, &d.RetryTS, &d.LeaseOwner, &d.LeaseUntil, &d.LastError)
+	err := row.Scan(&d.Kind, &d.Destination, &d.Failures, &d.RetryTS, &d.LeaseOwner, &d.LeaseUntil, &d.LastError, &d.BatchEnd)
 	return d, err
 }
 
 func (r reader) OutboxDestination(ctx context.Context, kind, dest string) (storage.OutboxDestination, error) {
 	d, err := scanOutboxDest(r.row(ctx, `SELECT `+outboxDestCols+` FROM outbox_destinations WHERE kind = $1 AND destination = $2`, kind, dest))
 	return d, translate(err)
+}
+
+func (r reader) OutboxCount(ctx context.Context, kind, dest string) (int64, error) {
+	var n int64
+	err := r.row(ctx, `SELECT COUNT(*) FROM outbox_items WHERE kind = $1 AND destination = $2`, kind, dest).Scan(&n)
+	return n, translate(err)
 }
 
 func (r reader) OutboxDue(ctx context.Context, now int64, limit int) ([]storage.OutboxDestination, error) {
@@ -90,13 +96,18 @@ func (t *txn) OutboxLease(ctx context.Context, kind, dest, owner string, now, un
 }
 
 func (t *txn) OutboxDelivered(ctx context.Context, kind, dest, owner string, upToSeq, until int64) (bool, error) {
-	ok, err := affected(t.exec(ctx, `UPDATE outbox_destinations SET failures = 0, retry_ts = 0, last_error = '', lease_until = $1
+	ok, err := affected(t.exec(ctx, `UPDATE outbox_destinations SET failures = 0, retry_ts = 0, last_error = '', batch_end = 0, lease_until = $1
 		WHERE kind = $2 AND destination = $3 AND lease_owner = $4`, until, kind, dest, owner))
 	if !ok || err != nil {
 		return false, err
 	}
 	_, err = t.exec(ctx, `DELETE FROM outbox_items WHERE kind = $1 AND destination = $2 AND seq <= $3`, kind, dest, upToSeq)
 	return err == nil, err
+}
+
+func (t *txn) OutboxHoldBatch(ctx context.Context, kind, dest, owner string, upToSeq int64) (bool, error) {
+	return affected(t.exec(ctx, `UPDATE outbox_destinations SET batch_end = $1
+		WHERE kind = $2 AND destination = $3 AND lease_owner = $4`, upToSeq, kind, dest, owner))
 }
 
 func (t *txn) OutboxFailed(ctx context.Context, kind, dest, owner string, retryTS int64, lastErr string) (bool, error) {
