@@ -433,7 +433,7 @@ func (s *Service) signAndAuthorize(version id.RoomVersion, ev *pdu.PDU, authPDUs
 		}
 		return "", time.Time{}, nil
 	}
-	if err := eventauth.Authorize(version, ev, nil, getEvents, getKey); err != nil {
+	if err := authorize(version, ev, nil, getEvents, getKey); err != nil {
 		return "", nil, authError(err)
 	}
 	if canon, err := canonicaljson.CanonicalJSON(raw); err == nil && len(canon) > MaxPDUSize {
@@ -590,6 +590,18 @@ func prevEventsOf(room storage.Room) []string {
 }
 
 // authError maps an auth-rule rejection to 403 M_FORBIDDEN.
+// authorize is eventauth.Authorize with a panic in it taken as a refusal: mautrix v0.32.0
+// dereferences nil on power levels that remove a user whose level equals the sender's
+// (which the rules refuse, 10.9), so any room admin or remote server could crash a request.
+func authorize(version id.RoomVersion, p *pdu.PDU, authEvents []*pdu.PDU, getEvents eventauth.GetEventsFunc, getKey pdu.GetKeyFunc) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = eventauth.AuthFailError{Index: "?", Message: "event not allowed (the auth rules could not evaluate it)"}
+		}
+	}()
+	return eventauth.Authorize(version, p, authEvents, getEvents, getKey)
+}
+
 func authError(err error) error {
 	var afe eventauth.AuthFailError
 	if errors.As(err, &afe) {

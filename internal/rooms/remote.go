@@ -9,7 +9,6 @@ import (
 	"slices"
 
 	"github.com/tidwall/gjson"
-	"maunium.net/go/mautrix/federation/eventauth"
 	"maunium.net/go/mautrix/federation/pdu"
 	"maunium.net/go/mautrix/id"
 
@@ -120,7 +119,7 @@ func (pc *persistContext) persistRemote(re RemoteEvent) (Outcome, error) {
 	fetch := pc.pduFetcher()
 	getKey := pc.s.cfg.GetKey
 	// 1. The auth rules against the event's own auth events.
-	if err := eventauth.Authorize(version, p, nil, fetch, getKey); err != nil {
+	if err := authorize(version, p, nil, fetch, getKey); err != nil {
 		return Rejected, pc.storeAside(re, storage.OutlierRejected, err.Error(), nil)
 	}
 	if re.Outlier {
@@ -468,7 +467,7 @@ func (pc *persistContext) authorizeAgainst(version id.RoomVersion, p *pdu.PDU, s
 	if authEvents == nil {
 		authEvents = []*pdu.PDU{}
 	}
-	return eventauth.Authorize(version, p, authEvents, fetch, getKey)
+	return authorize(version, p, authEvents, fetch, getKey)
 }
 
 // pduFetcher loads stored events (timeline or aside) as PDUs for the auth rules and state

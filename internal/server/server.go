@@ -103,7 +103,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		ServerName: cfg.ServerName, OpenRegistration: cfg.Registration == "open",
 		GuestsEnabled: cfg.Guests == "on", BcryptCost: cfg.BcryptCost, AppServices: registry,
 	}, log)
-	roomsCfg := rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key, Resolve: stateResolver(nil), AppServices: registry}
+	roomsCfg := rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key, AppServices: registry}
 	var fedClient *federation.Client
 	var fedKeys *federation.KeyRing
 	if cfg.Federation.Enabled() {
@@ -114,6 +114,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		// Signatures of remote events (restricted joins) are checked with fetched keys.
 		roomsCfg.GetKey = fedKeys.GetKey
 	}
+	// State resolution re-checks restricted joins' signatures with the same keys.
+	roomsCfg.Resolve = stateResolver(roomsCfg.GetKey)
 	roomSvc := rooms.New(hub, store, roomsCfg, log)
 	var trust []byte
 	if cfg.PushTrust != "" {
