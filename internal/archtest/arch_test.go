@@ -29,6 +29,7 @@ func TestImportDirection(t *testing.T) {
 		"porthole/internal/notify":     {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/storage/sqlstore"},
 		"porthole/internal/relations":  {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/live", "porthole/internal/clientevent", "porthole/internal/storage/sqlstore"},
 		"porthole/internal/reports":    {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/live", "porthole/internal/storage/sqlstore"},
+		"porthole/internal/media":      {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/live", "porthole/internal/auth", "porthole/internal/storage/sqlstore"},
 		"porthole/internal/push":       {"porthole/internal/storage", "porthole/internal/live", "porthole/internal/api", "porthole/internal/notify"},
 		// Handlers call services, never storage.
 		"porthole/internal/web":            {"porthole/internal/storage", "porthole/internal/api", "porthole/internal/live", "porthole/internal/server"},

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -115,6 +116,30 @@ type Config struct {
 	// AppServiceQueryTimeout bounds each call to a service a client waits for (user and
 	// alias queries, third-party lookups, ping).
 	AppServiceQueryTimeout time.Duration `yaml:"app_service_query_timeout"`
+
+	// Media is the content repository (internal/media).
+	Media Media `yaml:"media"`
+}
+
+// Media configures the content repository: its store, limits and endpoints.
+type Media struct {
+	// Dir holds the content-addressed files (empty: data_dir/media).
+	Dir            string        `yaml:"dir"`
+	MaxUploadSize  int64         `yaml:"max_upload_size"`  // bytes; m.upload.size
+	MaxImagePixels int64         `yaml:"max_image_pixels"` // larger images are not thumbnailed
+	UploadQuota    int64         `yaml:"upload_quota"`     // bytes per user per period; 0: none
+	QuotaPeriod    time.Duration `yaml:"upload_quota_period"`
+	UploadsPerSec  float64       `yaml:"uploads_per_second"` // per user (with rate_limit on)
+	UploadsBurst   int           `yaml:"uploads_burst"`
+	MaxPending     int           `yaml:"max_pending_uploads"` // per user, POST /create
+	PendingExpiry  time.Duration `yaml:"pending_expiry"`
+	// LegacyUnauth says which media the deprecated unauthenticated endpoints
+	// (/_matrix/media/v3/download and thumbnail) still serve: "none", "all", or an RFC 3339
+	// time before which media must have been created (Synapse's freeze).
+	LegacyUnauth string `yaml:"legacy_unauthenticated"`
+	// URLPreview turns GET /media/preview_url on; it fetches the URLs users name, never from
+	// loopback, private or link-local addresses.
+	URLPreview string `yaml:"url_preview"` // on | off
 }
 
 // Web configures the server-rendered pages of world-readable rooms and their embed.
@@ -216,6 +241,8 @@ func Default() Config {
 		},
 
 		AppServiceQueryTimeout: 10 * time.Second,
+		Media: Media{MaxUploadSize: 50 << 20, MaxImagePixels: 32 << 20, UploadQuota: 1 << 30, QuotaPeriod: 24 * time.Hour,
+			UploadsPerSec: 2, UploadsBurst: 50, MaxPending: 5, PendingExpiry: 24 * time.Hour, LegacyUnauth: "none", URLPreview: "off"},
 	}
 }
 
@@ -430,6 +457,7 @@ func (c *Config) Validate() error {
 			bad("pprof must listen on a loopback address, not %q", c.Pprof)
 		}
 	}
+	c.validateMedia(bad)
 	return errors.Join(errs...)
 }
 
@@ -483,6 +511,61 @@ func (f *Federation) validate() []error {
 		bad("rate_limit_per_second must be positive and rate_limit_burst at least 1")
 	}
 	return errs
+}
+
+func (c *Config) validateMedia(bad func(string, ...any)) {
+	m := c.Media
+	if m.MaxUploadSize < 1<<10 || m.MaxUploadSize > 4<<30 {
+		bad("media.max_upload_size must be between 1024 bytes and 4 GiB, not %d", m.MaxUploadSize)
+	}
+	if m.MaxImagePixels < 1<<20 || m.MaxImagePixels > 256<<20 {
+		bad("media.max_image_pixels must be between 1048576 and 268435456, not %d", m.MaxImagePixels)
+	}
+	if m.UploadQuota < 0 {
+		bad("media.upload_quota must not be negative (0: no quota)")
+	}
+	if m.QuotaPeriod < time.Minute {
+		bad("media.upload_quota_period must be at least 1m, not %s", m.QuotaPeriod)
+	}
+	if m.UploadsPerSec <= 0 || m.UploadsBurst < 1 {
+		bad("media.uploads_per_second must be positive and media.uploads_burst at least 1")
+	}
+	if m.MaxPending < 1 || m.MaxPending > 1000 {
+		bad("media.max_pending_uploads must be between 1 and 1000, not %d", m.MaxPending)
+	}
+	if m.PendingExpiry < time.Minute || m.PendingExpiry > 30*24*time.Hour {
+		bad("media.pending_expiry must be between 1m and 720h, not %s", m.PendingExpiry)
+	}
+	if _, err := c.MediaLegacyCutoff(); err != nil {
+		bad("media.legacy_unauthenticated must be none, all or an RFC 3339 time, not %q", m.LegacyUnauth)
+	}
+	if m.URLPreview != "on" && m.URLPreview != "off" {
+		bad("media.url_preview must be on or off, not %q", m.URLPreview)
+	}
+}
+
+// MediaLegacyCutoff is the time (unix ms) before which media must have been created to be
+// served by the unauthenticated endpoints: 0 for none, the largest int64 for all.
+func (c *Config) MediaLegacyCutoff() (int64, error) {
+	switch c.Media.LegacyUnauth {
+	case "none":
+		return 0, nil
+	case "all":
+		return math.MaxInt64, nil
+	}
+	t, err := time.Parse(time.RFC3339, c.Media.LegacyUnauth)
+	if err != nil {
+		return 0, err
+	}
+	return t.UnixMilli(), nil
+}
+
+// MediaPath is the directory of the media store.
+func (c *Config) MediaPath() string {
+	if c.Media.Dir != "" {
+		return c.Media.Dir
+	}
+	return filepath.Join(c.DataDir, "media")
 }
 
 // DatabaseURL resolves the database setting: empty means SQLite in the data directory.

@@ -194,6 +194,7 @@ func (s *Server) Anon() *Client { return &Client{S: s} }
 type Response struct {
 	Status int
 	Body   []byte
+	Header http.Header
 }
 
 // JSON parses the body.
@@ -240,6 +241,30 @@ func (c *Client) DoCtx(ctx context.Context, t testing.TB, method, path string, b
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return c.send(t, req)
+}
+
+// SendRequest sends a request made by the test (a raw body, headers of its own) with the
+// client's token, and checks the answer against the spec like Do. A relative path is
+// resolved against the server.
+func (c *Client) SendRequest(t testing.TB, req *http.Request) Response {
+	t.Helper()
+	if req.URL.Host == "" {
+		u, err := url.Parse(c.S.URL + req.URL.String())
+		if err != nil {
+			t.Fatalf("request URL: %v", err)
+		}
+		req.URL, req.Host = u, u.Host
+	}
+	if c.Token != "" && req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	return c.send(t, req)
+}
+
+func (c *Client) send(t testing.TB, req *http.Request) Response {
+	t.Helper()
+	ctx, method, path := req.Context(), req.Method, req.URL.Path
 	resp, err := c.S.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -255,7 +280,7 @@ func (c *Client) DoCtx(ctx context.Context, t testing.TB, method, path string, b
 	if ctx.Err() == nil {
 		CheckSpec(t, method, req.URL.EscapedPath(), resp.StatusCode, raw)
 	}
-	return Response{Status: resp.StatusCode, Body: raw}
+	return Response{Status: resp.StatusCode, Body: raw, Header: resp.Header}
 }
 
 // CheckSpec fails the test (without stopping it) for every way a response breaks the

@@ -128,3 +128,12 @@ func MalformedAuth(msg string) *Error { return newErr(http.StatusBadRequest, "M_
 // calling service's namespaces).
 func Exclusive(status int, msg string) *Error { return newErr(status, "M_EXCLUSIVE", msg) }
 func UnknownDevice(msg string) *Error         { return newErr(http.StatusBadRequest, "M_UNKNOWN_DEVICE", msg) }
+func CannotOverwriteMedia() *Error {
+	return newErr(http.StatusConflict, "M_CANNOT_OVERWRITE_MEDIA", "Media ID already has content")
+}
+func NotYetUploaded() *Error {
+	return newErr(http.StatusGatewayTimeout, "M_NOT_YET_UPLOADED", "Media has not been uploaded yet")
+}
+
+// BadGateway is a failure of another server this one needed (502 M_UNKNOWN).
+func BadGateway(msg string) *Error { return newErr(http.StatusBadGateway, "M_UNKNOWN", msg) }

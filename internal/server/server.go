@@ -31,6 +31,7 @@ import (
 	"porthole/internal/federation"
 	"porthole/internal/httpx"
 	"porthole/internal/live"
+	"porthole/internal/media"
 	"porthole/internal/notify"
 	"porthole/internal/outbox"
 	"porthole/internal/ratelimit"
@@ -59,6 +60,7 @@ type Server struct {
 	pushes   *notify.Service
 	appsvc   *appservice.Service
 	rooms    *rooms.Service
+	media    *media.Service
 	handler  http.Handler
 	pages    *web.Pages // nil when web.enabled is off
 	// Federation (nil unless configured).
@@ -175,12 +177,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		_, err := sy.Event(ctx, s, roomID, eventID)
 		return err
 	}}, log))
+	mediaSvc, err := newMedia(cfg, store, limits != nil, log)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	api.SetMedia(mediaSvc)
 	if err := ob.Start(); err != nil {
+		mediaSvc.Close()
 		store.Close()
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts, syncer: sy, rooms: roomSvc,
-		outbox: ob, pushes: pushes, fedClient: fedClient, fedKeys: fedKeys, appsvc: appservices}
+		outbox: ob, pushes: pushes, fedClient: fedClient, fedKeys: fedKeys, appsvc: appservices, media: mediaSvc}
 	if cfg.Web.Enabled == "on" {
 		wc := web.Config{Path: cfg.Web.Path, BaseURL: cfg.PublicBaseURL, GuestPosting: cfg.Web.GuestPosting == "on",
 			FrameAncestors: cfg.Web.FrameAncestors, NoIndex: cfg.Web.NoIndex == "on", LimitKey: api.LimitKey}
@@ -201,6 +210,28 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	s.startCrossNode()
 	log.Info("porthole ready", "server_name", cfg.ServerName, "database", redactDSN(cfg.DatabaseURL()), "stream_pos", pos, "key", key.ID)
 	return s, nil
+}
+
+// newMedia opens the media store (on disk, content-addressed) and the repository.
+func newMedia(cfg config.Config, store storage.Store, rateLimited bool, log *slog.Logger) (*media.Service, error) {
+	blobs, err := media.NewDiskBlobs(cfg.MediaPath())
+	if err != nil {
+		return nil, err
+	}
+	cutoff, err := cfg.MediaLegacyCutoff()
+	if err != nil {
+		return nil, err
+	}
+	m := cfg.Media
+	mc := media.Config{
+		ServerName: cfg.ServerName, MaxUploadSize: m.MaxUploadSize, MaxImagePixels: m.MaxImagePixels,
+		Quota: m.UploadQuota, QuotaPeriod: m.QuotaPeriod, MaxPending: m.MaxPending,
+		PendingExpiry: m.PendingExpiry, LegacyCutoff: cutoff, URLPreview: m.URLPreview == "on",
+	}
+	if rateLimited {
+		mc.UploadRate = ratelimit.New(m.UploadsPerSec, m.UploadsBurst)
+	}
+	return media.New(store, blobs, mc, log), nil
 }
 
 func (s *Server) buildHandlers() (clientAPI, federationAPI http.Handler) {
@@ -305,6 +336,12 @@ func (s *Server) Accounts() *auth.Service { return s.accounts }
 
 // Rooms exposes the rooms service (tests persist remote events through it).
 func (s *Server) Rooms() *rooms.Service { return s.rooms }
+
+// Config is the configuration the server runs with.
+func (s *Server) Config() config.Config { return s.cfg }
+
+// Media exposes the content repository (tests move its clock).
+func (s *Server) Media() *media.Service { return s.media }
 
 // Hub exposes the live hub (tests evict rooms to race loads with writes).
 func (s *Server) Hub() *live.Hub { return s.hub }
@@ -496,6 +533,7 @@ func (s *Server) Close() error {
 	if err := s.accounts.FlushSeen(context.Background(), time.Now()); err != nil {
 		s.log.Warn("recording client addresses", "err", err)
 	}
+	s.media.Close()
 	return s.store.Close()
 }
 

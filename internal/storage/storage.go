@@ -476,6 +476,7 @@ type Reader interface {
 	E2EEReader
 	AdminReader
 	KeyReader
+	MediaReader
 	Room(ctx context.Context, roomID string) (Room, error)
 	EventByID(ctx context.Context, eventID string) (Event, error)
 	EventsByIDs(ctx context.Context, eventIDs []string) ([]Event, error)
@@ -569,6 +570,7 @@ type Tx interface {
 	E2EETx
 	AdminTx
 	KeyTx
+	MediaTx
 	// AfterCommit runs fn once the transaction has committed (not at all if it rolls back).
 	AfterCommit(fn func())
 	// LockStream serialises this transaction with every other stream writer, on every

@@ -14,6 +14,7 @@ import (
 	"porthole/internal/e2ee"
 	"porthole/internal/ephemeral"
 	"porthole/internal/httpx"
+	"porthole/internal/media"
 	"porthole/internal/mxerr"
 	"porthole/internal/notify"
 	"porthole/internal/ratelimit"
@@ -54,6 +55,7 @@ type API struct {
 	filters filterCache
 	notify  *notify.Service  // see SetNotify
 	reports *reports.Service // see SetReports
+	media   *media.Service   // see SetMedia
 }
 
 // New returns the client API.
@@ -86,7 +88,15 @@ type route struct {
 	// clientV1 serves the route only under /_matrix/client/v1, where the spec puts the
 	// endpoints added after v3 (relations, threads).
 	clientV1 bool
+	// media serves the route only under /_matrix/media/<version> for each version given:
+	// the content repository's own prefix, which its deprecated endpoints (and uploads)
+	// still use.
+	media []string
 }
+
+// legacyMedia are the versions of /_matrix/media that Synapse serves the deprecated media
+// endpoints under (r0 and v1 are not in the spec but still called).
+var legacyMedia = []string{"v3", "r0", "v1"}
 
 // clientPrefixes serve every versioned route: v3, and r0 for older clients and sytest.
 var clientPrefixes = []string{"/_matrix/client/v3", "/_matrix/client/r0"}
@@ -242,6 +252,22 @@ func (a *API) routes() []route {
 		{method: "GET", path: "/notifications", access: members, h: a.getNotifications},
 		{method: "GET", path: "/pushers", access: members, h: a.getPushers},
 		{method: "POST", path: "/pushers/set", access: members, h: a.setPusher},
+
+		// The content repository. Guests may download (the spec's guest list); uploads,
+		// the configuration and URL previews need an account (as Synapse). The deprecated
+		// unauthenticated downloads serve only media from before the freeze
+		// (media_legacy_unauthenticated).
+		{method: "GET", path: "/media/config", access: members, h: a.mediaConfig, clientV1: true},
+		{method: "GET", path: "/media/download/{serverName}/{mediaId}", access: guestsOK, h: a.download(false), clientV1: true},
+		{method: "GET", path: "/media/download/{serverName}/{mediaId}/{fileName}", access: guestsOK, h: a.download(false), clientV1: true},
+		{method: "GET", path: "/media/thumbnail/{serverName}/{mediaId}", access: guestsOK, h: a.thumbnail(false), clientV1: true},
+		{method: "POST", path: "/create", access: members, h: a.createMedia, media: []string{"v1"}},
+		{method: "POST", path: "/upload", access: members, h: a.upload, media: legacyMedia},
+		{method: "PUT", path: "/upload/{serverName}/{mediaId}", access: members, h: a.upload, media: []string{"v3"}},
+		{method: "GET", path: "/config", access: members, h: a.mediaConfig, media: legacyMedia},
+		{method: "GET", path: "/download/{serverName}/{mediaId}", access: public, h: a.download(true), media: legacyMedia},
+		{method: "GET", path: "/download/{serverName}/{mediaId}/{fileName}", access: public, h: a.download(true), media: legacyMedia},
+		{method: "GET", path: "/thumbnail/{serverName}/{mediaId}", access: public, h: a.thumbnail(true), media: legacyMedia},
 	}
 }
 
@@ -265,6 +291,12 @@ func (a *API) Routes() []Route {
 
 func prefixesOf(rt route) []string {
 	switch {
+	case len(rt.media) > 0:
+		var out []string
+		for _, v := range rt.media {
+			out = append(out, "/_matrix/media/"+v)
+		}
+		return out
 	case rt.clientV1:
 		return []string{"/_matrix/client/v1"}
 	case rt.v1:
