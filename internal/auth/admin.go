@@ -14,6 +14,9 @@ import (
 	"porthole/internal/storage"
 )
 
+// ErrUserExists is CreateUser's answer for an account that exists already.
+var ErrUserExists = errors.New("already exists")
+
 // CreateUser makes an account from the command line (porthole create-user), whatever the
 // registration setting. If the account exists, admin=true makes it an administrator and
 // anything else is an error. It reports whether the account was created.
@@ -24,7 +27,7 @@ func (a *Service) CreateUser(ctx context.Context, localpart, password string, ad
 	userID = a.UserID(localpart)
 	if _, err := a.store.User(ctx, userID); err == nil {
 		if !admin {
-			return userID, false, fmt.Errorf("%s already exists", userID)
+			return userID, false, fmt.Errorf("%s %w", userID, ErrUserExists)
 		}
 		return userID, false, a.store.Write(ctx, func(tx storage.Tx) error { return tx.SetAdmin(ctx, userID, true) })
 	} else if !errors.Is(err, storage.ErrNotFound) {
@@ -41,7 +44,7 @@ func (a *Service) CreateUser(ctx context.Context, localpart, password string, ad
 		return tx.CreateUser(ctx, storage.User{ID: userID, PasswordHash: string(hash), DisplayName: &localpart, CreatedTS: time.Now().UnixMilli(), Admin: admin})
 	})
 	if errors.Is(err, storage.ErrConflict) {
-		return userID, false, fmt.Errorf("%s already exists", userID)
+		return userID, false, fmt.Errorf("%s %w", userID, ErrUserExists)
 	}
 	return userID, err == nil, err
 }

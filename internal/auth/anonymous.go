@@ -5,3 +5,9 @@ package auth
 func Anonymous() *Session {
 	return &Session{IsGuest: true, revoked: make(chan struct{})}
 }
+
+// Acting is the server acting as one of its local users without a token (the web pages'
+// comment-room owner): a session no request can present.
+func Acting(userID string) *Session {
+	return &Session{UserID: userID, revoked: make(chan struct{})}
+}

@@ -157,6 +157,11 @@ type Web struct {
 	// PagesPerSecond and Burst limit page loads per client IP (with rate_limit on).
 	PagesPerSecond float64 `yaml:"pages_per_second"`
 	PagesBurst     int     `yaml:"pages_burst"`
+	// CommentRooms, when set, is an alias localpart prefix ("comments_"): a page or embed of an
+	// unknown local alias with that prefix creates the room (world-readable, guests can
+	// join) in the name of CommentRoomsOwner, a local account created at start if missing.
+	CommentRooms      string `yaml:"comment_rooms"`
+	CommentRoomsOwner string `yaml:"comment_rooms_owner"`
 }
 
 // Federation configures talking to other homeservers. Its env overrides are
@@ -445,6 +450,14 @@ func (c *Config) Validate() error {
 	}
 	if strings.ContainsAny(c.Web.FrameAncestors, ";,\n") || strings.TrimSpace(c.Web.FrameAncestors) == "" {
 		bad("web.frame_ancestors must be a CSP source list such as * or 'self' https://example.org, not %q", c.Web.FrameAncestors)
+	}
+	if c.Web.CommentRooms != "" {
+		if strings.ContainsAny(c.Web.CommentRooms, ":#@!/ ") || len(c.Web.CommentRooms) > 100 {
+			bad("web.comment_rooms must be an alias localpart prefix such as comments_, not %q", c.Web.CommentRooms)
+		}
+		if local, server, ok := strings.Cut(strings.TrimPrefix(c.Web.CommentRoomsOwner, "@"), ":"); !ok || local == "" || server != c.ServerName || !strings.HasPrefix(c.Web.CommentRoomsOwner, "@") {
+			bad("web.comment_rooms needs web.comment_rooms_owner, a user ID on this server (@name:%s), not %q", c.ServerName, c.Web.CommentRoomsOwner)
+		}
 	}
 	if c.Web.PagesPerSecond <= 0 || c.Web.PagesBurst < 1 {
 		bad("web.pages_per_second must be positive and web.pages_burst at least 1")

@@ -77,6 +77,8 @@ func Sample(c Config) string {
 	sub("on or off: ask search engines not to index any page (rooms can also opt out by not being published).", "noindex", c.Web.NoIndex)
 	sub("Page loads per second each client IP may make (with rate_limit on), and the burst.", "pages_per_second", c.Web.PagesPerSecond)
 	sub("", "pages_burst", c.Web.PagesBurst)
+	sub("Comment sections created on first visit: an alias localpart prefix (e.g. comments_). A page or\nembed of an unknown alias #<prefix>…:<server_name> creates that room, world-readable and open\nto guests, owned by comment_rooms_owner (a local user, created at start when missing). Empty: off.", "comment_rooms", q(c.Web.CommentRooms))
+	sub("", "comment_rooms_owner", q(c.Web.CommentRoomsOwner))
 	f := c.Federation
 	b.WriteString("\n# Federation: the server-server API, on a listener of its own. Off unless listen is set.\nfederation:\n")
 	sub("Address of the federation listener (host:port, e.g. \"0.0.0.0:8448\"); empty: federation off.", "listen", q(f.Listen))

@@ -192,7 +192,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		outbox: ob, pushes: pushes, fedClient: fedClient, fedKeys: fedKeys, appsvc: appservices, media: mediaSvc}
 	if cfg.Web.Enabled == "on" {
 		wc := web.Config{Path: cfg.Web.Path, BaseURL: cfg.PublicBaseURL, GuestPosting: cfg.Web.GuestPosting == "on",
-			FrameAncestors: cfg.Web.FrameAncestors, NoIndex: cfg.Web.NoIndex == "on", LimitKey: api.LimitKey}
+			FrameAncestors: cfg.Web.FrameAncestors, NoIndex: cfg.Web.NoIndex == "on", LimitKey: api.LimitKey,
+			CommentRooms: cfg.Web.CommentRooms, CommentRoomsOwner: cfg.Web.CommentRoomsOwner, ServerName: cfg.ServerName}
+		if cfg.Web.CommentRooms != "" {
+			// The owner is an account nobody logs in to: a random password nobody knows.
+			local := strings.TrimPrefix(strings.SplitN(cfg.Web.CommentRoomsOwner, ":", 2)[0], "@")
+			if _, created, err := accounts.CreateUser(ctx, local, auth.RandomID(32), false); err == nil && created {
+				log.Info("created the comment rooms' owner", "user", cfg.Web.CommentRoomsOwner)
+			} else if err != nil && !errors.Is(err, auth.ErrUserExists) {
+				store.Close()
+				return nil, fmt.Errorf("web.comment_rooms_owner: %w", err)
+			}
+		}
 		if cfg.RateLimit == "on" {
 			wc.Limiter = ratelimit.New(cfg.Web.PagesPerSecond, cfg.Web.PagesBurst)
 		}

@@ -49,6 +49,9 @@ type Config struct {
 	// Limiter limits page loads per client (nil: no limit); LimitKey names the client.
 	Limiter  *ratelimit.Limiter
 	LimitKey func(*http.Request) string
+	// CommentRooms is the alias localpart prefix of rooms created on first visit ("" off),
+	// CommentRoomsOwner the local user they are created by, ServerName this server's name.
+	CommentRooms, CommentRoomsOwner, ServerName string
 }
 
 // Pages serves the web pages.
@@ -58,6 +61,8 @@ type Pages struct {
 	cfg   Config
 	log   *slog.Logger
 	tmpl  *template.Template
+	// comments is nil unless comment rooms are created on first visit.
+	comments *commentRooms
 	// cache holds each room's rendered first page, valid while nothing happens in the room.
 	cache pageCache
 }
@@ -75,6 +80,10 @@ func New(r *rooms.Service, s *syncer.Syncer, cfg Config, log *slog.Logger) *Page
 		"path": func(parts ...string) string { return cfg.Path + strings.Join(parts, "/") },
 	}).ParseFS(templateFiles, "templates/*.html"))
 	p.cache.max = 1024
+	if cfg.CommentRooms != "" {
+		p.comments = &commentRooms{prefix: cfg.CommentRooms, server: cfg.ServerName, owner: auth.Acting(cfg.CommentRoomsOwner),
+			limit: ratelimit.New(0.2, 10)}
+	}
 	return p
 }
 
@@ -172,6 +181,9 @@ func (p *Pages) resolve(ctx context.Context, raw string) (string, error) {
 	}
 	roomID, err := p.rooms.ResolveRoom(ctx, raw)
 	if err != nil {
+		if p.comments.matches(raw) {
+			return p.createCommentRoom(ctx, raw)
+		}
 		return "", errNotFound
 	}
 	return roomID, nil

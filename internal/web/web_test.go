@@ -527,3 +527,32 @@ func BenchmarkRoomPage(b *testing.B) {
 		})
 	}
 }
+
+func TestCommentRoomsCreatedOnFirstVisit(t *testing.T) {
+	s := hstest.New(t, func(c *config.Config) { c.Web.CommentRooms = "comments_"; c.Web.CommentRoomsOwner = "@comments:localhost" })
+	alias := "#comments_blog_first-post:" + s.Name
+	e := get(t, s, "/embed/"+url.PathEscape(alias))
+	if e.status != 200 || len(e.find("form", "id", "compose")) != 1 {
+		t.Fatalf("first visit of a comment alias: %d, compose box %d", e.status, len(e.find("form", "id", "compose")))
+	}
+	roomID := attrOf(e.find("ol", "id", "timeline")[0], "data-room")
+	// The room is a real one: resolvable, world-readable, open to guests, owned by the owner.
+	g := s.Guest(t)
+	if got := g.Must(t, 200, "GET", "directory/room/"+url.PathEscape(alias), nil).Get("room_id").String(); got != roomID {
+		t.Fatalf("alias resolves to %s, the page showed %s", got, roomID)
+	}
+	g.Join(t, roomID)
+	g.Send(t, roomID, "first comment")
+	if got := g.Must(t, 200, "GET", hstest.Room(roomID)+"/state/m.room.create", nil).Get("creator").String(); got != "" && got != "@comments:localhost" {
+		t.Fatalf("creator %s", got)
+	}
+	again := get(t, s, "/room/"+url.PathEscape(alias))
+	if attrOf(again.find("ol", "id", "timeline")[0], "data-room") != roomID || !contains(again.bodies(), "first comment") {
+		t.Fatal("a second visit did not find the same room")
+	}
+	for _, other := range []string{"#other_x:" + s.Name, "#comments_x:elsewhere.example", "#comments_:" + s.Name} {
+		if p := get(t, s, "/embed/"+url.PathEscape(other)); p.status != 404 {
+			t.Errorf("%s: %d, want 404 (not a comment alias of ours)", other, p.status)
+		}
+	}
+}
