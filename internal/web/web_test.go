@@ -529,7 +529,10 @@ func BenchmarkRoomPage(b *testing.B) {
 }
 
 func TestCommentRoomsCreatedOnFirstVisit(t *testing.T) {
-	s := hstest.New(t, func(c *config.Config) { c.Web.CommentRooms = "comments_"; c.Web.CommentRoomsOwner = "@comments:localhost" })
+	s := hstest.New(t, func(c *config.Config) {
+		c.Web.CommentRooms = "comments_"
+		c.Web.CommentRoomsOwner = "@comments:localhost"
+	})
 	alias := "#comments_blog_first-post:" + s.Name
 	e := get(t, s, "/embed/"+url.PathEscape(alias))
 	if e.status != 200 || len(e.find("form", "id", "compose")) != 1 {
