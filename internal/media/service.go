@@ -80,6 +80,8 @@ type Service struct {
 	thumbs   singleflight.Group
 	thumbSem chan struct{}
 
+	preview *previewer // nil when URL previews are off
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -89,6 +91,9 @@ func New(store storage.Store, blobs Blobs, cfg Config, log *slog.Logger) *Servic
 	s := &Service{store: store, blobs: blobs, cfg: cfg, log: log, now: time.Now,
 		uploaded: make(chan struct{}), thumbSem: make(chan struct{}, maxConcurrentThumbnails),
 		stop: make(chan struct{}), done: make(chan struct{})}
+	if cfg.URLPreview {
+		s.preview = newPreviewer(s, false)
+	}
 	go s.sweep()
 	return s
 }

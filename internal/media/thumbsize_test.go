@@ -1,6 +1,11 @@
 package media
 
-import "testing"
+import (
+	"bytes"
+	"image"
+	"image/png"
+	"testing"
+)
 
 func TestBoxSize(t *testing.T) {
 	cases := []struct {
@@ -64,4 +69,17 @@ func TestChoose(t *testing.T) {
 			t.Errorf("%s: %dx%d for %dx%d %s: got %+v, want %+v", c.name, c.w, c.h, c.reqW, c.reqH, c.method, got, c.want)
 		}
 	}
+}
+
+func testPNGBytes(t *testing.T, w, h int) []byte {
+	t.Helper()
+	img := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for i := range img.Pix {
+		img.Pix[i] = byte(i)
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }

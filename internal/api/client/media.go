@@ -184,3 +184,25 @@ func (a *API) thumbnail(legacy bool) handlerFunc {
 
 // thumbnailExt names the thumbnail file of each type a thumbnail may have.
 var thumbnailExt = map[string]string{"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/webp": ".webp"}
+
+// previewURL serves GET /media/preview_url?url=&ts= (404 M_UNRECOGNIZED when previews are
+// off, as Synapse).
+func (a *API) previewURL(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
+	if !a.media.URLPreviewEnabled() {
+		return mxerr.Unrecognized("URL previews are disabled")
+	}
+	raw, ok := query(r, "url")
+	if !ok || raw == "" {
+		return mxerr.MissingParam("Missing string query parameter \"url\"")
+	}
+	if ts, ok := query(r, "ts"); ok {
+		if _, err := strconv.ParseInt(ts, 10, 64); err != nil {
+			return mxerr.InvalidParam("ts must be an integer")
+		}
+	}
+	og, err := a.media.Preview(r.Context(), s.UserID, raw)
+	if err != nil {
+		return err
+	}
+	return httpx.WriteJSON(w, 200, og)
+}

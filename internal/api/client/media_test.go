@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -501,4 +502,40 @@ func TestMediaStoreLayout(t *testing.T) {
 	if err != nil || string(raw) != "layout" {
 		t.Fatalf("blob content %q (%v)", raw, err)
 	}
+}
+
+func TestMediaPreviewURL(t *testing.T) {
+	// Off by default: the endpoint is not there (as Synapse).
+	s := hstest.New(t)
+	alice := s.Register(t, "alice")
+	for _, path := range []string{"/_matrix/client/v1/media/preview_url?url=https://example.org/", "/_matrix/media/v3/preview_url?url=https://example.org/"} {
+		alice.MustErr(t, 404, "M_UNRECOGNIZED", "GET", path, nil)
+	}
+
+	// On, it never fetches from loopback (or any non-public address), where this test's
+	// page is: the page is never asked for.
+	fetched := make(chan string, 1)
+	page := httptestServer(t, func(w http.ResponseWriter, r *http.Request) { fetched <- r.URL.Path })
+	s = hstest.New(t, func(c *config.Config) { c.Media.URLPreview = "on" })
+	alice = s.Register(t, "alice")
+	for _, target := range []string{page + "/secret", "http://localhost:1/", "http://[::1]:1/", "http://10.0.0.1:1/", "http://169.254.169.254/latest/meta-data/"} {
+		alice.MustErr(t, 502, "M_UNKNOWN", "GET", "/_matrix/client/v1/media/preview_url?url="+url.QueryEscape(target), nil)
+	}
+	select {
+	case p := <-fetched:
+		t.Fatalf("the preview fetched %s from loopback", p)
+	default:
+	}
+	alice.MustErr(t, 400, "M_MISSING_PARAM", "GET", "/_matrix/client/v1/media/preview_url", nil)
+	alice.MustErr(t, 400, "M_INVALID_PARAM", "GET", "/_matrix/client/v1/media/preview_url?url="+url.QueryEscape("file:///etc/passwd"), nil)
+	alice.MustErr(t, 400, "M_INVALID_PARAM", "GET", "/_matrix/client/v1/media/preview_url?url=https://example.org/&ts=yesterday", nil)
+	s.Guest(t).MustErr(t, 403, "M_GUEST_ACCESS_FORBIDDEN", "GET", "/_matrix/client/v1/media/preview_url?url=https://example.org/", nil)
+	s.Anon().MustErr(t, 401, "M_MISSING_TOKEN", "GET", "/_matrix/media/v3/preview_url?url=https://example.org/", nil)
+}
+
+func httptestServer(t testing.TB, h http.HandlerFunc) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

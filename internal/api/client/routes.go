@@ -261,6 +261,7 @@ func (a *API) routes() []route {
 		{method: "GET", path: "/media/download/{serverName}/{mediaId}", access: guestsOK, h: a.download(false), clientV1: true},
 		{method: "GET", path: "/media/download/{serverName}/{mediaId}/{fileName}", access: guestsOK, h: a.download(false), clientV1: true},
 		{method: "GET", path: "/media/thumbnail/{serverName}/{mediaId}", access: guestsOK, h: a.thumbnail(false), clientV1: true},
+		{method: "GET", path: "/media/preview_url", access: members, h: a.previewURL, clientV1: true},
 		{method: "POST", path: "/create", access: members, h: a.createMedia, media: []string{"v1"}},
 		{method: "POST", path: "/upload", access: members, h: a.upload, media: legacyMedia},
 		{method: "PUT", path: "/upload/{serverName}/{mediaId}", access: members, h: a.upload, media: []string{"v3"}},
@@ -268,6 +269,7 @@ func (a *API) routes() []route {
 		{method: "GET", path: "/download/{serverName}/{mediaId}", access: public, h: a.download(true), media: legacyMedia},
 		{method: "GET", path: "/download/{serverName}/{mediaId}/{fileName}", access: public, h: a.download(true), media: legacyMedia},
 		{method: "GET", path: "/thumbnail/{serverName}/{mediaId}", access: public, h: a.thumbnail(true), media: legacyMedia},
+		{method: "GET", path: "/preview_url", access: members, h: a.previewURL, media: legacyMedia},
 	}
 }
 
