@@ -119,6 +119,9 @@ type Config struct {
 
 	// Media is the content repository (internal/media).
 	Media Media `yaml:"media"`
+
+	// UserDirectory configures POST /user_directory/search.
+	UserDirectory UserDirectory `yaml:"user_directory"`
 }
 
 // Media configures the content repository: its store, limits and endpoints.
@@ -140,6 +143,13 @@ type Media struct {
 	// URLPreview turns GET /media/preview_url on; it fetches the URLs users name, never from
 	// loopback, private or link-local addresses.
 	URLPreview string `yaml:"url_preview"` // on | off
+}
+
+// UserDirectory is Synapse's user_directory section.
+type UserDirectory struct {
+	// SearchAllUsers makes the search find every user, not only those who share a room
+	// with the searcher or are in rooms anyone may join or read.
+	SearchAllUsers bool `yaml:"search_all_users"`
 }
 
 // Web configures the server-rendered pages of world-readable rooms and their embed.

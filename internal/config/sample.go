@@ -103,5 +103,7 @@ func Sample(c Config) string {
 	sub("", "pending_expiry", c.Media.PendingExpiry)
 	sub("What the deprecated unauthenticated /_matrix/media/v3/download and /thumbnail still serve:\nnone, all, or an RFC 3339 time (e.g. \"2024-09-01T00:00:00Z\") before which media must have been\nuploaded; the rest only through the authenticated /_matrix/client/v1/media endpoints.", "legacy_unauthenticated", q(c.Media.LegacyUnauth))
 	sub("URL previews (GET /media/preview_url): on or off. On, the server fetches the pages users ask\nabout, never from loopback, private or link-local addresses.", "url_preview", q(c.Media.URLPreview))
+	b.WriteString("\n# The user directory (POST /user_directory/search).\nuser_directory:\n")
+	sub("true finds every user; false (Synapse's default) only users who share a room with the searcher\nor are in rooms anyone may join or read.", "search_all_users", c.UserDirectory.SearchAllUsers)
 	return b.String()
 }

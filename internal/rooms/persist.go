@@ -54,6 +54,9 @@ type Config struct {
 	// namespaces are closed to others, and unknown users and aliases of their namespaces
 	// are asked of them (nil: none).
 	AppServices *appservice.Registry
+	// SearchAllUsers makes the user directory search every user, not only those who share
+	// a room with the searcher or are in public rooms.
+	SearchAllUsers bool
 }
 
 // Service writes room events.

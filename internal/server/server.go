@@ -105,7 +105,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		ServerName: cfg.ServerName, OpenRegistration: cfg.Registration == "open",
 		GuestsEnabled: cfg.Guests == "on", BcryptCost: cfg.BcryptCost, AppServices: registry,
 	}, log)
-	roomsCfg := rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key, AppServices: registry}
+	roomsCfg := rooms.Config{ServerName: cfg.ServerName, DefaultVersion: cfg.DefaultRoomVer, Key: key, AppServices: registry,
+		SearchAllUsers: cfg.UserDirectory.SearchAllUsers}
 	var fedClient *federation.Client
 	var fedKeys *federation.KeyRing
 	if cfg.Federation.Enabled() {

@@ -42,6 +42,8 @@ type AdminReader interface {
 	OpenIDToken(ctx context.Context, tokenHash string, now int64) (string, error)
 	// Reports returns the latest reports, newest first, at most limit.
 	Reports(ctx context.Context, limit int) ([]Report, error)
+	// SearchUserDirectory finds users as q says, by user ID, at most q.Limit.
+	SearchUserDirectory(ctx context.Context, q DirectoryQuery) ([]DirectoryEntry, error)
 }
 
 // AdminTx changes them.
@@ -57,4 +59,21 @@ type AdminTx interface {
 	PutOpenIDToken(ctx context.Context, tokenHash, userID string, expiresTS, now int64) error
 	// PutReport stores a report and returns its ID.
 	PutReport(ctx context.Context, r Report) (int64, error)
+}
+
+// DirectoryEntry is a user as the user directory shows them.
+type DirectoryEntry struct {
+	UserID      string
+	DisplayName *string
+	AvatarURL   *string
+}
+
+// DirectoryQuery is a user directory search: users with, for each of Words, a word that
+// begins with it; all users but the searcher when AllUsers, else those who share a room
+// with the searcher or are in a room anyone may join or read (as Synapse's default).
+type DirectoryQuery struct {
+	Searcher string
+	Words    []string
+	AllUsers bool
+	Limit    int
 }

@@ -177,6 +177,7 @@ func (a *API) routes() []route {
 		{method: "GET", path: "/presence/{userId}/status", access: members, h: a.getPresence},
 		{method: "PUT", path: "/presence/{userId}/status", access: members, h: a.putPresence},
 
+		{method: "POST", path: "/user_directory/search", access: members, h: a.searchUserDirectory},
 		{method: "GET", path: "/profile/{userId}", access: public, h: a.getProfile},
 		{method: "GET", path: "/profile/{userId}/{field}", access: public, h: a.getProfileField},
 		{method: "PUT", path: "/profile/{userId}/displayname", access: guestsOK, h: a.putProfileField("displayname")},

@@ -70,3 +70,25 @@ func (a *API) timestampToEvent(w http.ResponseWriter, r *http.Request, s *auth.S
 	}
 	return httpx.WriteJSON(w, 200, map[string]any{"event_id": id, "origin_server_ts": originTS})
 }
+
+func (a *API) searchUserDirectory(w http.ResponseWriter, r *http.Request, s *auth.Session) error {
+	var body struct {
+		SearchTerm *string `json:"search_term"`
+		Limit      *int64  `json:"limit"`
+	}
+	if err := httpx.ReadJSON(r, a.cfg.MaxBody, &body); err != nil {
+		return err
+	}
+	if body.SearchTerm == nil {
+		return mxerr.MissingParam("search_term is a required field")
+	}
+	limit := 10
+	if body.Limit != nil {
+		limit = int(max(min(*body.Limit, rooms.MaxDirectoryResults), 0))
+	}
+	results, limited, err := a.rooms.SearchUsers(r.Context(), s, *body.SearchTerm, limit)
+	if err != nil {
+		return err
+	}
+	return httpx.WriteJSON(w, 200, map[string]any{"results": results, "limited": limited})
+}

@@ -333,3 +333,82 @@ func TestConformanceAdmin(t *testing.T) {
 		})
 	}
 }
+
+// The user directory follows profiles, deactivations and remote users' member events.
+func TestConformanceUserDirectory(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			write := func(fn func(tx storage.Tx) error) {
+				t.Helper()
+				if err := s.Write(ctx, fn); err != nil {
+					t.Fatal(err)
+				}
+			}
+			find := func(words ...string) []string {
+				t.Helper()
+				es, err := s.SearchUserDirectory(ctx, storage.DirectoryQuery{Searcher: "@me:hs", Words: words, AllUsers: true, Limit: 10})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ids []string
+				for _, e := range es {
+					ids = append(ids, e.UserID)
+				}
+				return ids
+			}
+			write(func(tx storage.Tx) error {
+				if err := tx.CreateUser(ctx, storage.User{ID: "@ann:hs", DisplayName: strp("Ann Ü"), CreatedTS: 1}); err != nil {
+					return err
+				}
+				return tx.CreateUser(ctx, storage.User{ID: "@me:hs", DisplayName: strp("Ann Me"), CreatedTS: 1})
+			})
+			if got := find("ann"); len(got) != 1 || got[0] != "@ann:hs" {
+				t.Fatalf("by name: %v", got)
+			}
+			if got := find("ü", "an"); len(got) != 1 {
+				t.Fatalf("non-ASCII prefix: %v", got)
+			}
+			write(func(tx storage.Tx) error { return tx.SetProfile(ctx, "@ann:hs", strp("Zed"), nil) })
+			if got := find("ann"); len(got) != 1 { // the localpart still matches
+				t.Fatalf("after rename, by localpart: %v", got)
+			}
+			if got := find("ü"); len(got) != 0 {
+				t.Fatalf("old name still found: %v", got)
+			}
+			// A remote user's joined member event makes their entry; a local user's does not
+			// replace their profile.
+			write(func(tx storage.Tx) error {
+				p, _ := tx.NextPos(ctx)
+				if err := tx.CreateRoom(ctx, storage.Room{ID: "!d:hs", Version: "10", Creator: "@ann:hs", CreatedPos: p}); err != nil {
+					return err
+				}
+				for i, m := range []struct{ user, pdu string }{
+					{"@far:remote.example", `{"content":{"membership":"join","displayname":"Faraway Friend"}}`},
+					{"@ann:hs", `{"content":{"membership":"join","displayname":"Not Zed"}}`},
+				} {
+					p, _ := tx.NextPos(ctx)
+					sk := m.user
+					if err := tx.InsertEvent(ctx, &storage.Event{Pos: p, ID: "$m" + strconv.Itoa(i), RoomID: "!d:hs", Type: "m.room.member", StateKey: &sk,
+						Sender: m.user, Depth: int64(i + 1), PDU: []byte(m.pdu), Visibility: "shared", Membership: "join"}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if got := find("faraway"); len(got) != 1 || got[0] != "@far:remote.example" {
+				t.Fatalf("remote member: %v", got)
+			}
+			if got := find("not"); len(got) != 0 {
+				t.Fatalf("a local user's member event replaced the profile: %v", got)
+			}
+			write(func(tx storage.Tx) error { return tx.Deactivate(ctx, "@ann:hs") })
+			if got := find("zed"); len(got) != 0 {
+				t.Fatalf("deactivated user found: %v", got)
+			}
+			if got := find("ann"); len(got) != 0 { // the searcher is left out
+				t.Fatalf("searcher found: %v", got)
+			}
+		})
+	}
+}

@@ -86,6 +86,12 @@ func (s *Store) migrate(ctx context.Context) error {
 				return fmt.Errorf("migration %s: %w", m.name, err)
 			}
 		}
+		if step := goSteps[migrationBase(m.name)]; step != nil {
+			if err := step(ctx, &txn{reader: reader{q: tx, d: s.dialect}, channelSuffix: s.channelSuffix}); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("migration %s: %w", m.name, err)
+			}
+		}
 		if _, err := tx.ExecContext(ctx, s.d.rebind(`INSERT INTO schema_migrations (version, applied_ts) VALUES ($1, $2)`), m.version, time.Now().UnixMilli()); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("migration %s: %w", m.name, err)
@@ -95,6 +101,21 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// goSteps are migrations' parts written in Go (what SQL cannot compute, such as the user
+// directory's words), run after the file's SQL in its transaction. They are keyed by the
+// migration's name without its number, so that renumbering a migration keeps its step.
+var goSteps = map[string]func(ctx context.Context, t *txn) error{
+	"user_directory": backfillUserDirectory,
+}
+
+// migrationBase is a migration file's name without its number and suffixes:
+// "0013_user_directory.sqlite.sql" is "user_directory".
+func migrationBase(file string) string {
+	_, rest, _ := strings.Cut(file, "_")
+	base, _, _ := strings.Cut(rest, ".")
+	return base
 }
 
 // splitStatements splits a migration on semicolons at line ends, dropping comments.

@@ -245,6 +245,14 @@ func (d dialect) rebind(q string) string {
 	return out
 }
 
+// contentField is the SQL for a string field of an event's content, read from a PDU column.
+func (d dialect) contentField(pduCol, key string) string {
+	if d == postgresDialect {
+		return "((" + pduCol + ")::jsonb -> 'content' ->> '" + key + "')"
+	}
+	return "json_extract(" + pduCol + ", '$.content." + key + "')"
+}
+
 // translate maps driver errors to storage errors.
 func translate(err error) error {
 	if err == nil {

@@ -73,9 +73,11 @@ func mustAffect(res sql.Result, err error) error {
 }
 
 func (t *txn) CreateUser(ctx context.Context, u storage.User) error {
-	_, err := t.exec(ctx, `INSERT INTO users (user_id, password_hash, is_guest, deactivated, displayname, avatar_url, created_ts, admin) VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7)`,
-		u.ID, u.PasswordHash, u.IsGuest, ptrNull(u.DisplayName), ptrNull(u.AvatarURL), u.CreatedTS, u.Admin)
-	return err
+	if _, err := t.exec(ctx, `INSERT INTO users (user_id, password_hash, is_guest, deactivated, displayname, avatar_url, created_ts, admin) VALUES ($1, $2, $3, FALSE, $4, $5, $6, $7)`,
+		u.ID, u.PasswordHash, u.IsGuest, ptrNull(u.DisplayName), ptrNull(u.AvatarURL), u.CreatedTS, u.Admin); err != nil {
+		return err
+	}
+	return t.putDirectoryEntry(ctx, u.ID, u.DisplayName, u.AvatarURL)
 }
 
 func (t *txn) UpdatePassword(ctx context.Context, userID, hash string) error {
@@ -87,15 +89,21 @@ func (t *txn) UpgradeGuest(ctx context.Context, userID, passwordHash string) err
 }
 
 func (t *txn) SetProfile(ctx context.Context, userID string, displayName, avatarURL *string) error {
-	return mustAffect(t.exec(ctx, `UPDATE users SET displayname = $1, avatar_url = $2 WHERE user_id = $3`, ptrNull(displayName), ptrNull(avatarURL), userID))
+	if err := mustAffect(t.exec(ctx, `UPDATE users SET displayname = $1, avatar_url = $2 WHERE user_id = $3`, ptrNull(displayName), ptrNull(avatarURL), userID)); err != nil {
+		return err
+	}
+	return t.putDirectoryEntry(ctx, userID, displayName, avatarURL)
 }
 
 func (t *txn) Deactivate(ctx context.Context, userID string) error {
 	if err := mustAffect(t.exec(ctx, `UPDATE users SET deactivated = TRUE, password_hash = '' WHERE user_id = $1`, userID)); err != nil {
 		return err
 	}
-	_, err := t.exec(ctx, `DELETE FROM access_tokens WHERE user_id = $1`, userID)
-	return err
+	if _, err := t.exec(ctx, `DELETE FROM access_tokens WHERE user_id = $1`, userID); err != nil {
+		return err
+	}
+	// Deactivated users cannot be contacted: they leave the directory.
+	return t.deleteDirectoryEntry(ctx, userID)
 }
 
 func (t *txn) CreateDevice(ctx context.Context, d storage.Device) error {
@@ -211,7 +219,10 @@ func (t *txn) InsertEvent(ctx context.Context, e *storage.Event) error {
 		e.Pos, e.ID, e.RoomID, e.Type, ptrNull(e.StateKey), e.Sender, e.Depth, e.OriginTS, string(e.PDU), nullBytes(e.Unsigned),
 		e.Visibility, nullStr(e.Membership), nullStr(e.PrevMembership), nullStr(e.TxnID), nullStr(e.TxnDevice), nullBytes(e.RedactedBecause),
 		group, nullStr(e.Outlier), nullStr(e.OutlierReason))
-	return err
+	if err != nil {
+		return err
+	}
+	return t.indexRemoteMember(ctx, e)
 }
 
 func (t *txn) SetCurrentState(ctx context.Context, roomID, evType, stateKey, eventID string, pos stream.Pos) error {
