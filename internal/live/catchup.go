@@ -100,13 +100,19 @@ func (h *Hub) eventPublished(ctx context.Context, e *storage.Event) Published {
 	return p
 }
 
-// published turns a batch read from storage into the items to publish, in position order.
-func (h *Hub) published(ctx context.Context, b storage.StreamBatch) ([]Published, error) {
-	var pubs []Published
+// pushByPos indexes a batch's push outcomes by their events' positions.
+func pushByPos(b storage.StreamBatch) map[stream.Pos]*storage.PushOutcome {
 	push := make(map[stream.Pos]*storage.PushOutcome, len(b.Push))
 	for i := range b.Push {
 		push[b.Push[i].Pos] = &b.Push[i]
 	}
+	return push
+}
+
+// published turns a batch read from storage into the items to publish, in position order.
+func (h *Hub) published(ctx context.Context, b storage.StreamBatch) ([]Published, error) {
+	var pubs []Published
+	push := pushByPos(b)
 	for i := range b.Events {
 		p := h.eventPublished(ctx, &b.Events[i])
 		p.Push = push[b.Events[i].Pos]
@@ -148,9 +154,12 @@ func (h *Hub) published(ctx context.Context, b storage.StreamBatch) ([]Published
 // time.
 func (h *Hub) replay(ctx context.Context, r *Room, b storage.StreamBatch) {
 	var pubs []Published
+	push := pushByPos(b)
 	for i := range b.Events {
 		if b.Events[i].RoomID == r.ID {
 			p := h.eventPublished(ctx, &b.Events[i])
+			// Its push outcome too: the room's counts were read before this event.
+			p.Push = push[b.Events[i].Pos]
 			p.State = stateAt(b, b.Events[i].Pos)
 			pubs = append(pubs, p)
 		}

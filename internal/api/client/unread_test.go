@@ -1,9 +1,12 @@
 package client_test
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/tidwall/gjson"
 
@@ -284,5 +287,31 @@ func TestUnreadCountsOnAnotherNode(t *testing.T) {
 			t.Fatalf("node one never counted node two's message: %d", n)
 		}
 		bob.Must(t, 200, "GET", "sync?timeout=100", nil)
+	}
+}
+
+// A message committed while its room is being read from storage counts as a notification:
+// the events replayed after the load carry their push outcomes into the room's counts.
+func TestNotificationCommittedDuringRoomLoad(t *testing.T) {
+	s := hstest.New(t)
+	alice := s.Register(t, "")
+	bob := s.Register(t, "")
+	room := alice.CreateRoom(t, map[string]any{"preset": "public_chat"})
+	bob.Join(t, room)
+	for i := 1; i <= 3; i++ {
+		s.Server.Hub().Evict(0)
+		var once sync.Once
+		sent := make(chan struct{})
+		s.Server.Hub().SetLoadHook(func(string) {
+			once.Do(func() { bob.Send(t, room, fmt.Sprintf("during load %d", i)); close(sent) })
+		})
+		bob.Send(t, room, fmt.Sprintf("loads the room %d", i)) // its evaluation has the room loaded
+		select {
+		case <-sent:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the room was not loaded")
+		}
+		s.Server.Hub().SetLoadHook(nil)
+		wantCounts(t, alice, room, int64(2*i), 0)
 	}
 }
