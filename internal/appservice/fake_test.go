@@ -183,3 +183,15 @@ func (f *fakeService) eventIDs() map[string]int {
 func byID(id string) func(map[string]any) bool {
 	return func(ev map[string]any) bool { return ev["event_id"] == id }
 }
+
+func readFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
+}
+
+func writeFile(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -42,6 +42,8 @@ type Service struct {
 	interest   map[string]*memberInterest // room → which services its members interest
 
 	stats map[string]*Stats // by service id
+
+	protocols protocolCache
 }
 
 // Stats are one service's delivery figures, for metrics.

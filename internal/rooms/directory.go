@@ -97,22 +97,6 @@ func (s *Service) DeleteAlias(ctx context.Context, sess *auth.Session, alias str
 	return nil
 }
 
-// mayClaimAlias applies the application services' namespaces to creating or deleting an
-// alias: a service only in its own alias namespaces, anyone else outside the exclusive
-// ones (400 M_EXCLUSIVE, as Synapse).
-func (s *Service) mayClaimAlias(sess *auth.Session, alias string) error {
-	if sess.AppService != nil {
-		if !sess.AppService.AliasInNamespace(alias) {
-			return mxerr.Exclusive(400, "This application service has not reserved this kind of alias")
-		}
-		return nil
-	}
-	if s.cfg.AppServices.ExclusiveAliasOwner(alias, nil) != nil {
-		return mxerr.Exclusive(400, "This alias is reserved by an application service")
-	}
-	return nil
-}
-
 // dropCanonicalAlias removes a deleted alias from the room's m.room.canonical_alias, as
 // the deleting user; if they may not, the stale alias stays (as in Synapse).
 func (s *Service) dropCanonicalAlias(ctx context.Context, sess *auth.Session, roomID, alias string) {
@@ -193,6 +177,28 @@ func (s *Service) SetPublished(ctx context.Context, sess *auth.Session, roomID s
 	return asMatrixError(s.store.Write(ctx, func(tx storage.Tx) error { return tx.SetPublished(ctx, roomID, published) }))
 }
 
+// SetAppServiceListed lists or unlists a room in the calling application service's
+// directory of a third-party network (only services may).
+func (s *Service) SetAppServiceListed(ctx context.Context, sess *auth.Session, networkID, roomID string, listed bool) error {
+	if sess.AppService == nil {
+		return mxerr.Forbidden("Only application services can edit their published room lists")
+	}
+	if !ValidRoomID(roomID) {
+		return mxerr.InvalidParam("Invalid room ID")
+	}
+	if networkID == "" || len(networkID) > 255 {
+		return mxerr.InvalidParam("Invalid network ID")
+	}
+	if _, err := s.store.Room(ctx, roomID); errors.Is(err, storage.ErrNotFound) {
+		return mxerr.NotFound("Unknown room")
+	} else if err != nil {
+		return mxerr.Internal(err)
+	}
+	return asMatrixError(s.store.Write(ctx, func(tx storage.Tx) error {
+		return tx.SetAppServiceListed(ctx, sess.AppService.ID, networkID, roomID, listed)
+	}))
+}
+
 // PublicRoomsRequest is a page request of the room directory.
 type PublicRoomsRequest struct {
 	Limit  int
@@ -200,6 +206,10 @@ type PublicRoomsRequest struct {
 	Search string
 	// RoomTypes, when not nil, keeps rooms of these types; "" stands for rooms without one.
 	RoomTypes []string
+	// ThirdPartyInstanceID ("service id|network id") lists an application service's
+	// directory of a network instead of the server's; AllNetworks lists every directory.
+	ThirdPartyInstanceID string
+	AllNetworks          bool
 }
 
 // PublicRoom is one directory entry.
@@ -237,7 +247,20 @@ func (s *Service) PublicRooms(ctx context.Context, req PublicRoomsRequest) (*Pub
 		}
 		offset = n
 	}
-	published, err := s.store.PublishedRooms(ctx)
+	var lists storage.DirectoryLists
+	switch {
+	case req.AllNetworks && req.ThirdPartyInstanceID != "":
+		return nil, mxerr.InvalidParam("Can't use include_all_networks with an explicit network")
+	case req.AllNetworks:
+		lists.All = true
+	case req.ThirdPartyInstanceID != "":
+		var ok bool
+		lists.AppServiceID, lists.NetworkID, ok = strings.Cut(req.ThirdPartyInstanceID, "|")
+		if !ok || lists.AppServiceID == "" {
+			return nil, mxerr.InvalidParam("Invalid third_party_instance_id")
+		}
+	}
+	published, err := s.store.PublishedRooms(ctx, lists)
 	if err != nil {
 		return nil, mxerr.Internal(err)
 	}

@@ -42,10 +42,10 @@ func (s *Service) checkLocalUser(ctx context.Context, userID string) error {
 	if id.UserID(userID).Homeserver() != s.cfg.ServerName {
 		return mxerr.Forbidden("This server does not federate: cannot reach " + userID)
 	}
-	if _, err := s.store.User(ctx, userID); errors.Is(err, storage.ErrNotFound) {
+	if _, err := s.userOrAsk(ctx, userID); errors.Is(err, storage.ErrNotFound) {
 		return mxerr.NotFound("Unknown user " + userID)
 	} else if err != nil {
-		return mxerr.Internal(err)
+		return asMatrixError(err)
 	}
 	return nil
 }
@@ -83,11 +83,11 @@ func (s *Service) inviteContent(ctx context.Context, userID string, isDirect boo
 func (s *Service) ResolveRoom(ctx context.Context, roomIDOrAlias string) (string, error) {
 	switch {
 	case strings.HasPrefix(roomIDOrAlias, "#"):
-		a, err := s.store.AliasRoom(ctx, roomIDOrAlias)
+		a, err := s.aliasOrAsk(ctx, roomIDOrAlias)
 		if errors.Is(err, storage.ErrNotFound) {
 			return "", mxerr.NotFound("Room alias " + roomIDOrAlias + " not found")
 		} else if err != nil {
-			return "", mxerr.Internal(err)
+			return "", asMatrixError(err)
 		}
 		return a.RoomID, nil
 	case ValidRoomID(roomIDOrAlias):

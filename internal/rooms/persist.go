@@ -71,6 +71,8 @@ type Service struct {
 	push  PushEvaluator // see SetPushEvaluator
 	// observer is told of every timeline event in its transaction (SetEventObserver).
 	observer EventObserver
+	// queries asks application services about unknown users and aliases.
+	queries AppServiceQueries
 }
 
 // New returns the rooms service.

@@ -24,11 +24,11 @@ func (s *Service) GetProfile(ctx context.Context, userID string) (Profile, error
 	if !ValidUserID(userID) {
 		return Profile{}, mxerr.InvalidParam("Invalid user ID")
 	}
-	u, err := s.store.User(ctx, userID)
+	u, err := s.userOrAsk(ctx, userID)
 	if errors.Is(err, storage.ErrNotFound) || (err == nil && u.Deactivated) {
 		return Profile{}, mxerr.NotFound("Profile not found")
 	} else if err != nil {
-		return Profile{}, mxerr.Internal(err)
+		return Profile{}, asMatrixError(err)
 	}
 	return Profile{DisplayName: u.DisplayName, AvatarURL: u.AvatarURL}, nil
 }

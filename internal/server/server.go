@@ -146,6 +146,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	pushes.SetOutbox(ob)
 	appservices.SetOutbox(ob)
 	roomSvc.SetEventObserver(appservices)
+	roomSvc.SetAppServiceQueries(appservices)
 	if err := pushes.LoadPushers(ctx); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("loading pushers: %w", err)
@@ -174,6 +175,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 			UserLifetime: cfg.TurnUserLifetime, AllowGuests: cfg.TurnAllowGuests},
 	}, log)
 	api.SetNotify(pushes)
+	api.SetAppServices(appservices)
 	api.SetReports(reports.New(store, reports.Config{ServerName: cfg.ServerName, EventVisible: func(ctx context.Context, s *auth.Session, roomID, eventID string) error {
 		_, err := sy.Event(ctx, s, roomID, eventID)
 		return err

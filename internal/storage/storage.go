@@ -333,6 +333,13 @@ type PublishedRoom struct {
 	State []Event
 }
 
+// DirectoryLists chooses room directory lists: the server's own (the zero value), one
+// that an application service keeps for a third-party network, or all of them.
+type DirectoryLists struct {
+	AppServiceID, NetworkID string
+	All                     bool
+}
+
 // DirectoryStateTypes are the state events (state key "") a directory entry is made of.
 var DirectoryStateTypes = []string{"m.room.name", "m.room.topic", "m.room.canonical_alias", "m.room.avatar",
 	"m.room.history_visibility", "m.room.guest_access", "m.room.join_rules", "m.room.create"}
@@ -529,8 +536,8 @@ type Reader interface {
 
 	AliasRoom(ctx context.Context, alias string) (Alias, error)
 	RoomAliases(ctx context.Context, roomID string) ([]string, error)
-	// PublishedRooms returns every room listed in the directory, in one query.
-	PublishedRooms(ctx context.Context) ([]PublishedRoom, error)
+	// PublishedRooms returns every room of the directory lists chosen, in one query.
+	PublishedRooms(ctx context.Context, lists DirectoryLists) ([]PublishedRoom, error)
 
 	Receipts(ctx context.Context, roomID string, from, to stream.Pos) ([]Receipt, error)
 	ReceiptsForRooms(ctx context.Context, roomIDs []string, from, to stream.Pos) ([]Receipt, error)
@@ -605,6 +612,9 @@ type Tx interface {
 	// SetRoomHead records the room's latest event, its forward extremities and its depth.
 	SetRoomHead(ctx context.Context, roomID, headEventID string, extremities []string, depth int64) error
 	SetPublished(ctx context.Context, roomID string, published bool) error
+	// SetAppServiceListed lists or unlists a room in an application service's directory
+	// of a third-party network.
+	SetAppServiceListed(ctx context.Context, appServiceID, networkID, roomID string, listed bool) error
 	InsertEvent(ctx context.Context, e *Event) error
 	// SetCurrentState makes eventID the room's current state for the key as of pos (an empty
 	// eventID removes the key), recording the change as a state delta.

@@ -398,11 +398,15 @@ func (a *API) publicRooms(w http.ResponseWriter, r *http.Request, _ *auth.Sessio
 		}
 		body.Since, _ = query(r, "since")
 		body.Server, _ = query(r, "server")
+		body.ThirdPartyInstanceID, _ = query(r, "third_party_instance_id")
+		if all, _ := query(r, "include_all_networks"); all == "true" {
+			body.IncludeAllNetworks = true
+		}
 	}
 	if body.Server != "" && body.Server != a.cfg.ServerName {
 		return mxerr.Forbidden("This server does not federate: cannot list rooms of " + body.Server)
 	}
-	req := rooms.PublicRoomsRequest{Since: body.Since}
+	req := rooms.PublicRoomsRequest{Since: body.Since, ThirdPartyInstanceID: body.ThirdPartyInstanceID, AllNetworks: body.IncludeAllNetworks}
 	if body.Limit != nil {
 		if *body.Limit < 0 {
 			return mxerr.InvalidParam("limit must not be negative")

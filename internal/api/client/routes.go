@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"porthole/internal/appservice"
 	"porthole/internal/auth"
 	"porthole/internal/e2ee"
 	"porthole/internal/ephemeral"
@@ -53,9 +54,10 @@ type API struct {
 	cfg     Config
 	log     *slog.Logger
 	filters filterCache
-	notify  *notify.Service  // see SetNotify
-	reports *reports.Service // see SetReports
-	media   *media.Service   // see SetMedia
+	notify  *notify.Service     // see SetNotify
+	reports *reports.Service    // see SetReports
+	media   *media.Service      // see SetMedia
+	appsvc  *appservice.Service // see SetAppServices
 }
 
 // New returns the client API.
@@ -139,6 +141,10 @@ func (a *API) routes() []route {
 		{method: "GET", path: "/rooms/{roomId}/aliases", access: members, h: a.roomAliases},
 		{method: "GET", path: "/directory/list/room/{roomId}", access: public, h: a.getDirectoryVisibility},
 		{method: "PUT", path: "/directory/list/room/{roomId}", access: members, h: a.setDirectoryVisibility},
+		// Application services' own directories of their networks, and their ping.
+		{method: "PUT", path: "/directory/list/appservice/{networkId}/{roomId}", access: members, h: a.setAppServiceListed(true)},
+		{method: "DELETE", path: "/directory/list/appservice/{networkId}/{roomId}", access: members, h: a.setAppServiceListed(false)},
+		{method: "POST", path: "/appservice/{appserviceId}/ping", access: members, h: a.pingAppService, clientV1: true},
 		{method: "GET", path: "/publicRooms", access: public, h: a.publicRooms},
 		{method: "POST", path: "/publicRooms", access: guestsOK, h: a.publicRooms},
 
@@ -229,10 +235,10 @@ func (a *API) routes() []route {
 		// Third-party networks (no bridges yet) and identifiers (not verified here).
 		{method: "GET", path: "/thirdparty/protocols", access: guestsOK, h: a.thirdPartyProtocols},
 		{method: "GET", path: "/thirdparty/protocol/{protocol}", access: guestsOK, h: a.thirdPartyProtocol},
-		{method: "GET", path: "/thirdparty/location", access: guestsOK, h: a.thirdPartyLookup},
-		{method: "GET", path: "/thirdparty/location/{protocol}", access: guestsOK, h: a.thirdPartyLookup},
-		{method: "GET", path: "/thirdparty/user", access: guestsOK, h: a.thirdPartyLookup},
-		{method: "GET", path: "/thirdparty/user/{protocol}", access: guestsOK, h: a.thirdPartyLookup},
+		{method: "GET", path: "/thirdparty/location", access: guestsOK, h: a.thirdPartyLookup(appservice.LookupLocation)},
+		{method: "GET", path: "/thirdparty/location/{protocol}", access: guestsOK, h: a.thirdPartyLookup(appservice.LookupLocation)},
+		{method: "GET", path: "/thirdparty/user", access: guestsOK, h: a.thirdPartyLookup(appservice.LookupUser)},
+		{method: "GET", path: "/thirdparty/user/{protocol}", access: guestsOK, h: a.thirdPartyLookup(appservice.LookupUser)},
 		{method: "GET", path: "/account/3pid", access: members, h: a.getThreepids},
 		{method: "POST", path: "/account/3pid", access: members, h: a.threepidChange},
 		{method: "POST", path: "/account/3pid/add", access: members, h: a.threepidChange},

@@ -9,22 +9,37 @@ import (
 	"porthole/internal/mxerr"
 )
 
-// Third-party networks are offered by application services (bridges), which Porthole does
-// not have yet: no protocol is known, and lookups find nothing (as Synapse answers
-// without bridges).
+// Third-party networks are offered by application services (bridges) that list
+// protocols in their registrations: the requests are passed to them and their answers
+// merged (internal/appservice). Without such services no protocol is known and lookups
+// find nothing, as Synapse answers without bridges.
 
 func (a *API) thirdPartyProtocols(w http.ResponseWriter, r *http.Request, _ *auth.Session) error {
-	return httpx.WriteJSON(w, 200, struct{}{})
+	return httpx.WriteJSON(w, 200, a.appsvc.Protocols(r.Context(), ""))
 }
 
 func (a *API) thirdPartyProtocol(w http.ResponseWriter, r *http.Request, _ *auth.Session) error {
-	return mxerr.NotFound("Unknown protocol")
+	p := r.PathValue("protocol")
+	info, ok := a.appsvc.Protocols(r.Context(), p)[p]
+	if !ok {
+		return mxerr.NotFound("Unknown protocol")
+	}
+	return httpx.WriteJSON(w, 200, info)
 }
 
-// thirdPartyLookup answers /thirdparty/location and /thirdparty/user, with or without a
-// protocol: nothing found.
-func (a *API) thirdPartyLookup(w http.ResponseWriter, r *http.Request, _ *auth.Session) error {
-	return httpx.WriteJSON(w, 200, []struct{}{})
+// thirdPartyLookup answers /thirdparty/location and /thirdparty/user, with a protocol or
+// (the reverse lookups, by alias or user ID) without: the query's fields go to the
+// services as they came, less the access token.
+func (a *API) thirdPartyLookup(kind string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, _ *auth.Session) error {
+		fields := r.URL.Query()
+		fields.Del("access_token")
+		results, err := a.appsvc.Lookup(r.Context(), kind, r.PathValue("protocol"), fields)
+		if err != nil {
+			return err
+		}
+		return httpx.WriteJSON(w, 200, results)
+	}
 }
 
 // Third-party identifiers (e-mail addresses, phone numbers): Porthole neither verifies

@@ -476,14 +476,22 @@ func (r reader) RoomAliases(ctx context.Context, roomID string) ([]string, error
 // parameters are needed).
 var directoryTypesSQL = "'" + strings.Join(storage.DirectoryStateTypes, "', '") + "'"
 
-func (r reader) PublishedRooms(ctx context.Context) ([]storage.PublishedRoom, error) {
+func (r reader) PublishedRooms(ctx context.Context, lists storage.DirectoryLists) ([]storage.PublishedRoom, error) {
+	where, args := `r.published`, []any{}
+	switch {
+	case lists.All:
+		where = `r.published OR EXISTS (SELECT 1 FROM appservice_room_list l WHERE l.room_id = r.room_id)`
+	case lists.AppServiceID != "":
+		where = `EXISTS (SELECT 1 FROM appservice_room_list l WHERE l.room_id = r.room_id AND l.appservice_id = $1 AND l.network_id = $2)`
+		args = []any{lists.AppServiceID, lists.NetworkID}
+	}
 	rows, err := r.query(ctx, `SELECT r.room_id,
 		(SELECT COUNT(*) FROM room_members m WHERE m.room_id = r.room_id AND m.membership = 'join'),
 		e.type, e.pdu
 		FROM rooms r
 		LEFT JOIN room_state s ON s.room_id = r.room_id AND s.state_key = '' AND s.type IN (`+directoryTypesSQL+`)
 		LEFT JOIN events e ON e.event_id = s.event_id
-		WHERE r.published ORDER BY r.created_pos, r.room_id`)
+		WHERE (`+where+`) ORDER BY r.created_pos, r.room_id`, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -210,6 +210,16 @@ func (t *txn) SetPublished(ctx context.Context, roomID string, published bool) e
 	return mustAffect(t.exec(ctx, `UPDATE rooms SET published = $1 WHERE room_id = $2`, published, roomID))
 }
 
+func (t *txn) SetAppServiceListed(ctx context.Context, appServiceID, networkID, roomID string, listed bool) error {
+	if !listed {
+		_, err := t.exec(ctx, `DELETE FROM appservice_room_list WHERE appservice_id = $1 AND network_id = $2 AND room_id = $3`, appServiceID, networkID, roomID)
+		return err
+	}
+	_, err := t.exec(ctx, `INSERT INTO appservice_room_list (appservice_id, network_id, room_id) VALUES ($1, $2, $3)
+		ON CONFLICT (appservice_id, network_id, room_id) DO NOTHING`, appServiceID, networkID, roomID)
+	return err
+}
+
 func (t *txn) InsertEvent(ctx context.Context, e *storage.Event) error {
 	var group sql.NullInt64
 	if e.StateGroup != 0 {
