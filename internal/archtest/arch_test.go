@@ -35,7 +35,7 @@ func TestImportDirection(t *testing.T) {
 		"porthole/internal/web":            {"porthole/internal/storage", "porthole/internal/api", "porthole/internal/live", "porthole/internal/server"},
 		"porthole/internal/api/client":     {"porthole/internal/storage", "porthole/internal/server"},
 		"porthole/internal/api/federation": {"porthole/internal/storage", "porthole/internal/server"},
-		"porthole/internal/federation":     {"porthole/internal/api", "porthole/internal/rooms", "porthole/internal/syncer", "porthole/internal/live", "porthole/internal/storage/sqlstore"},
+		"porthole/internal/federation":     {"porthole/internal/api", "porthole/internal/syncer", "porthole/internal/storage/sqlstore", "porthole/internal/server"},
 		"porthole/internal/netguard":       {"porthole/internal/"},
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

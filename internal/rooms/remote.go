@@ -423,11 +423,12 @@ func (pc *persistContext) stateAfterID(eventID string) (StateMap, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	return stateAfter(pc.ctx, pc.tx, &e)
+	return StateAfter(pc.ctx, pc.tx, &e)
 }
 
-// stateAfter is the state after a stored event.
-func stateAfter(ctx context.Context, r storage.Reader, e *storage.Event) (StateMap, error) {
+// StateAfter is the state after a stored event (the federation API serves the state at
+// events from it).
+func StateAfter(ctx context.Context, r storage.Reader, e *storage.Event) (StateMap, error) {
 	if e.StateGroup == 0 {
 		if e.Outlier != "" {
 			return nil, fmt.Errorf("%w: %s is an outlier", ErrMissingState, e.ID)

@@ -217,7 +217,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		if cfg.RateLimit == "on" {
 			fedLimit = ratelimit.New(cfg.Federation.RequestsPerSec, cfg.Federation.RequestsBurst)
 		}
-		s.fedAPI = fedapi.New(fedKeys, roomSvc, fedapi.Config{ServerName: cfg.ServerName, WellKnownServer: cfg.Federation.WellKnownServer,
+		inbound := federation.NewInbound(store, roomSvc, fedKeys, log)
+		s.fedAPI = fedapi.New(fedKeys, inbound, roomSvc, fedapi.Config{ServerName: cfg.ServerName, WellKnownServer: cfg.Federation.WellKnownServer,
 			MaxBody: cfg.Federation.MaxRequestBody, Limit: fedLimit, Version: version()}, log)
 	}
 	s.handler, s.fedHandler = s.buildHandlers()

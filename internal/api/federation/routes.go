@@ -34,15 +34,16 @@ type Config struct {
 
 // API holds the services behind the handlers.
 type API struct {
-	keys  *fed.KeyRing
-	rooms *rooms.Service
-	cfg   Config
-	log   *slog.Logger
+	keys    *fed.KeyRing
+	inbound *fed.Inbound
+	rooms   *rooms.Service
+	cfg     Config
+	log     *slog.Logger
 }
 
 // New returns the federation API.
-func New(keys *fed.KeyRing, r *rooms.Service, cfg Config, log *slog.Logger) *API {
-	return &API{keys: keys, rooms: r, cfg: cfg, log: log}
+func New(keys *fed.KeyRing, inbound *fed.Inbound, r *rooms.Service, cfg Config, log *slog.Logger) *API {
+	return &API{keys: keys, inbound: inbound, rooms: r, cfg: cfg, log: log}
 }
 
 // access says what a route needs.
@@ -89,6 +90,11 @@ func (a *API) routes() []route {
 		{method: "POST", path: "/_matrix/key/v2/query", access: limited, h: a.queryKeysPOST},
 
 		{method: "GET", path: "/_matrix/federation/v1/query/profile", access: signed, h: a.queryProfile},
+
+		{method: "PUT", path: "/_matrix/federation/v1/send/{txnId}", access: signed, h: a.send},
+		{method: "GET", path: "/_matrix/federation/v1/event/{eventId}", access: signed, h: a.getEvent},
+		{method: "GET", path: "/_matrix/federation/v1/state_ids/{roomId}", access: signed, h: a.stateIDs},
+		{method: "GET", path: "/_matrix/federation/v1/event_auth/{roomId}/{eventId}", access: signed, h: a.eventAuth},
 	}
 }
 

@@ -27,12 +27,16 @@ type OwnKey struct {
 	ExpiredTS int64
 }
 
-// KeyReader reads other servers' keys and this server's key history.
+// KeyReader reads other servers' keys, this server's key history, and the transactions
+// received from other servers.
 type KeyReader interface {
 	// ServerKeys returns the stored keys of a server, by key ID.
 	ServerKeys(ctx context.Context, serverName string) ([]ServerKey, error)
 	// OwnKeys returns the keys this server has signed with, current first.
 	OwnKeys(ctx context.Context) ([]OwnKey, error)
+	// FederationTxn returns the answer given to a transaction received from origin
+	// (ErrNotFound if none was).
+	FederationTxn(ctx context.Context, origin, txnID string) ([]byte, error)
 }
 
 // KeyTx writes keys.
@@ -44,4 +48,7 @@ type KeyTx interface {
 	// SetOwnKey records keyID as this server's current key; any other current key expires
 	// at now.
 	SetOwnKey(ctx context.Context, keyID, key string, now int64) error
+	// PutFederationTxn records the answer to a received transaction (the first answer
+	// stays), and forgets those received before forgetBefore.
+	PutFederationTxn(ctx context.Context, origin, txnID string, response []byte, now, forgetBefore int64) error
 }

@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"porthole/internal/storage"
@@ -53,6 +54,33 @@ func TestServerKeys(t *testing.T) {
 			own, err := s.OwnKeys(ctx)
 			if err != nil || len(own) != 2 || own[0].KeyID != "ed25519:b" || own[0].ExpiredTS != 0 || own[1].KeyID != "ed25519:a" || own[1].ExpiredTS != 102 {
 				t.Fatalf("own keys: %+v %v", own, err)
+			}
+		})
+	}
+}
+
+func TestFederationTxns(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			if _, err := s.FederationTxn(ctx, "b.example", "t1"); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("unknown txn: %v", err)
+			}
+			put := func(origin, txn, resp string, now int64) {
+				t.Helper()
+				if err := s.Write(ctx, func(tx storage.Tx) error { return tx.PutFederationTxn(ctx, origin, txn, []byte(resp), now, now-100) }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			put("b.example", "t1", `{"pdus":{}}`, 1000)
+			put("b.example", "t1", `{"other":1}`, 1001) // the first answer stays
+			put("c.example", "t1", `{"c":1}`, 1002)
+			if got, err := s.FederationTxn(ctx, "b.example", "t1"); err != nil || string(got) != `{"pdus":{}}` {
+				t.Fatalf("txn answer: %s %v", got, err)
+			}
+			put("c.example", "t2", `{}`, 5000) // forgets what is older than 4900
+			if _, err := s.FederationTxn(ctx, "b.example", "t1"); !errors.Is(err, storage.ErrNotFound) {
+				t.Fatalf("old txn not forgotten: %v", err)
 			}
 		})
 	}

@@ -55,3 +55,18 @@ func (t *txn) SetOwnKey(ctx context.Context, keyID, key string, now int64) error
 		ON CONFLICT (key_id) DO UPDATE SET verify_key = excluded.verify_key, expired_ts = 0`, keyID, key)
 	return err
 }
+
+func (r reader) FederationTxn(ctx context.Context, origin, txnID string) ([]byte, error) {
+	var resp string
+	err := r.row(ctx, `SELECT response FROM federation_txns WHERE origin = $1 AND txn_id = $2`, origin, txnID).Scan(&resp)
+	return []byte(resp), translate(err)
+}
+
+func (t *txn) PutFederationTxn(ctx context.Context, origin, txnID string, response []byte, now, forgetBefore int64) error {
+	if _, err := t.exec(ctx, `DELETE FROM federation_txns WHERE received_ts < $1`, forgetBefore); err != nil {
+		return err
+	}
+	_, err := t.exec(ctx, `INSERT INTO federation_txns (origin, txn_id, response, received_ts) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (origin, txn_id) DO NOTHING`, origin, txnID, string(response), now)
+	return err
+}
