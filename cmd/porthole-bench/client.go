@@ -105,6 +105,24 @@ func (c *client) do(ctx context.Context, method, path string, body any) ([]byte,
 	}
 }
 
+// page fetches one of the server's web pages (no token: pages are public).
+func (c *client) page(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != 200 {
+		err = fmt.Errorf("GET /%s: %d", path, resp.StatusCode)
+	}
+	return out, err
+}
+
 func (c *client) doJSON(ctx context.Context, method, path string, body, out any) error {
 	raw, err := c.do(ctx, method, path, body)
 	if err != nil {

@@ -68,7 +68,7 @@ func runFanout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&cfg.watchers, "w", 100, "watchers (guests)")
 	fs.IntVar(&cfg.messages, "m", 20, "messages to send")
 	fs.Float64Var(&cfg.rate, "rate", 10, "messages per second")
-	fs.StringVar(&cfg.mode, "mode", "peek", "peek (GET /events?room_id) or sync (joined guests long-polling /sync)")
+	fs.StringVar(&cfg.mode, "mode", "peek", "peek (GET /events?room_id), web (as the live room pages: the starting token from the room's page, then the peek stream) or sync (joined guests long-polling /sync)")
 	fs.IntVar(&cfg.setupConc, "setup-concurrency", 64, "concurrent set-up requests")
 	fs.DurationVar(&cfg.drain, "drain", 10*time.Second, "how long to wait for deliveries after the last send")
 	fs.IntVar(&cfg.pollTimeout, "poll-timeout", 30000, "long-poll timeout in ms")
@@ -79,8 +79,8 @@ func runFanout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if cfg.mode != "peek" && cfg.mode != "sync" {
-		return fmt.Errorf("--mode must be peek or sync")
+	if cfg.mode != "peek" && cfg.mode != "sync" && cfg.mode != "web" {
+		return fmt.Errorf("--mode must be peek, web or sync")
 	}
 	if cfg.watchers < 1 || cfg.messages < 1 || cfg.rate <= 0 {
 		return fmt.Errorf("-w, -m and --rate must be positive")
@@ -97,7 +97,11 @@ func runFanout(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return err
 		}
-		res, err := fanout(ctx, &targets{urls: []string{ns.url}, pids: []int{ns.pid}}, cfg, stderr)
+		nullCfg := cfg
+		if nullCfg.mode == "web" {
+			nullCfg.mode = "peek" // the null server has no pages: its watchers are the same long-polls
+		}
+		res, err := fanout(ctx, &targets{urls: []string{ns.url}, pids: []int{ns.pid}}, nullCfg, stderr)
 		ns.stop()
 		if err != nil {
 			return fmt.Errorf("null server: %w", err)
@@ -219,6 +223,10 @@ func fanout(ctx context.Context, tg *targets, cfg fanoutConfig, log io.Writer) (
 		if cfg.mode == "sync" {
 			raw, err = watchers[i].do(ctx, "GET", syncPath("", 0), nil)
 			tokens[i] = stringField(raw, `"next_batch":"`)
+		} else if cfg.mode == "web" {
+			// As a visitor's browser: load the room's page, then follow it from its token.
+			raw, err = watchers[i].page(ctx, "room/"+url.PathEscape(roomID))
+			tokens[i] = stringField(raw, `data-from="`)
 		} else {
 			raw, err = watchers[i].do(ctx, "GET", eventsPath(roomID, "", 0), nil)
 			tokens[i] = stringField(raw, `"end":"`)
