@@ -45,6 +45,8 @@ type txn struct {
 	When   time.Time
 	// Status is what the service answered.
 	Status int
+	// The ephemeral parts, decoded.
+	Ephemeral, UnstableEphemeral, ToDevice []map[string]any
 }
 
 func newFakeService(t *testing.T, id string) *fakeService {
@@ -71,7 +73,10 @@ func (f *fakeService) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		hstest.CheckAppServiceTransaction(f.t, raw)
 		var evs struct {
-			Events []map[string]any `json:"events"`
+			Events            []map[string]any `json:"events"`
+			Ephemeral         []map[string]any `json:"ephemeral"`
+			UnstableEphemeral []map[string]any `json:"de.sorunome.msc2409.ephemeral"`
+			ToDevice          []map[string]any `json:"de.sorunome.msc2409.to_device"`
 		}
 		json.Unmarshal(raw, &evs)
 		f.mu.Lock()
@@ -79,7 +84,8 @@ func (f *fakeService) serve(w http.ResponseWriter, r *http.Request) {
 		if f.status != nil {
 			status = f.status(id)
 		}
-		f.txns = append(f.txns, txn{ID: id, Body: body, Events: evs.Events, When: time.Now(), Status: status})
+		f.txns = append(f.txns, txn{ID: id, Body: body, Events: evs.Events, When: time.Now(), Status: status,
+			Ephemeral: evs.Ephemeral, UnstableEphemeral: evs.UnstableEphemeral, ToDevice: evs.ToDevice})
 		f.mu.Unlock()
 		w.WriteHeader(status)
 		io.WriteString(w, "{}")
@@ -194,4 +200,38 @@ func writeFile(t *testing.T, path, body string) {
 	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// waitEphemeral waits for an ephemeral event (field: "ephemeral", "unstable" or
+// "to_device") matching pick.
+func (f *fakeService) waitEphemeral(t *testing.T, field, what string, pick func(ev map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.After(15 * time.Second)
+	for {
+		for _, tx := range f.transactions() {
+			list := map[string][]map[string]any{"ephemeral": tx.Ephemeral, "unstable": tx.UnstableEphemeral, "to_device": tx.ToDevice}[field]
+			for _, ev := range list {
+				if pick(ev) {
+					return ev
+				}
+			}
+		}
+		select {
+		case <-f.arrived:
+		case <-deadline:
+			t.Fatalf("%s: timed out waiting for %s", f.id, what)
+		}
+	}
+}
+
+// ephemeralCount counts what arrived in a field, by type.
+func (f *fakeService) ephemeralCount(field string) map[string]int {
+	out := map[string]int{}
+	for _, tx := range f.transactions() {
+		list := map[string][]map[string]any{"ephemeral": tx.Ephemeral, "unstable": tx.UnstableEphemeral, "to_device": tx.ToDevice}[field]
+		for _, ev := range list {
+			out[ev["type"].(string)]++
+		}
+	}
+	return out
 }

@@ -37,6 +37,8 @@ type Service struct {
 	// pushed are the services with a URL: the only ones events are queued for.
 	pushed      []*Registration
 	localSuffix string
+	// anyEphemeral: some pushed service asked for ephemeral data.
+	anyEphemeral bool
 
 	interestMu sync.Mutex
 	interest   map[string]*memberInterest // room → which services its members interest
@@ -70,6 +72,7 @@ func New(reg *Registry, store storage.Store, hub *live.Hub, cfg Config, log *slo
 		s.stats[r.ID] = &Stats{}
 		if r.URL != "" {
 			s.pushed = append(s.pushed, r)
+			s.anyEphemeral = s.anyEphemeral || wantsEphemeral(r)
 		}
 	}
 	return s, nil

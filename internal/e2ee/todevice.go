@@ -106,6 +106,7 @@ func (s *Service) SendToDevice(ctx context.Context, sender, senderDevice, evType
 		for u := range note.ToDevice {
 			recipients = append(recipients, u)
 		}
+		note.Messages = msgs
 		return []live.Published{{Item: live.Item{Pos: pos}, Users: recipients, E2EE: note}}, nil
 	})
 	if err != nil {

@@ -19,6 +19,9 @@ type E2EENote struct {
 	DeviceLists []storage.DeviceListChange
 	// ToDevice names, per user, the devices that got a to-device message at Item.Pos.
 	ToDevice map[string][]string
+	// Messages are those to-device messages, for the commit observer (application
+	// services get their users' messages); they are not kept.
+	Messages []storage.ToDeviceMessage
 }
 
 // deviceListLogSize bounds the recent device-list changes kept in memory; a /sync whose

@@ -58,6 +58,8 @@ type Hub struct {
 	users map[string]*userState
 
 	onAccountData func(userID, dataType string) // see SetAccountDataHook
+	// onCommit sees every commit's items inside its transaction (SetCommitObserver).
+	onCommit func(ctx context.Context, tx storage.Tx, pubs []Published) error
 
 	deviceLists deviceListLog
 	// loading holds the rooms being read from storage, so concurrent requests for one
@@ -93,6 +95,13 @@ func NewHub(store storage.Store, notifier *stream.Notifier, limit int, log *slog
 // Notifier returns the hub's notifier.
 func (h *Hub) Notifier() *stream.Notifier { return h.notifier }
 
+// SetCommitObserver makes fn see, inside each commit's transaction and after the commit's
+// own writes, the items the commit will publish (application services queue the ephemeral
+// data they asked for); its error rolls the commit back. Set it before serving.
+func (h *Hub) SetCommitObserver(fn func(ctx context.Context, tx storage.Tx, pubs []Published) error) {
+	h.onCommit = fn
+}
+
 // Commit runs fn in one transaction and, once it has committed, publishes what fn returned,
 // in position order with every other commit. fn must read and write only through tx.
 func (h *Hub) Commit(ctx context.Context, fn func(tx storage.Tx) ([]Published, error)) ([]Published, error) {
@@ -106,6 +115,11 @@ func (h *Hub) Commit(ctx context.Context, fn func(tx storage.Tx) ([]Published, e
 		var err error
 		if pubs, err = fn(tx); err != nil {
 			return err
+		}
+		if h.onCommit != nil && len(pubs) > 0 {
+			if err := h.onCommit(ctx, tx, pubs); err != nil {
+				return err
+			}
 		}
 		if first := firstPos(pubs); first > 0 {
 			if err := tx.Notify(ctx, StreamChannel, strconv.FormatInt(int64(topPos(pubs)), 10)); err != nil {

@@ -56,6 +56,13 @@ type Room struct {
 	children childIndex
 }
 
+// Head is the ID of the latest event the room's memory applied.
+func (r *Room) Head() string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.head
+}
+
 // WorldReadable reports whether the room is world-readable now.
 func (r *Room) WorldReadable() bool {
 	r.mu.RLock()

@@ -147,6 +147,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	appservices.SetOutbox(ob)
 	roomSvc.SetEventObserver(appservices)
 	roomSvc.SetAppServiceQueries(appservices)
+	hub.SetCommitObserver(appservices.CommitObserved)
 	if err := pushes.LoadPushers(ctx); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("loading pushers: %w", err)
