@@ -48,7 +48,7 @@ func (f *forkRoom) forkHere(t *testing.T) {
 	f.head, f.state, f.pl = lastEvent(t, f.alice, f.room), roomState(t, f.alice, f.room), f.powerLevels(t)
 }
 
-func (f *forkRoom) powerLevels(t *testing.T) map[string]any {
+func (f *forkRoom) powerLevels(t testing.TB) map[string]any {
 	var pl map[string]any
 	raw := f.alice.Must(t, 200, "GET", hstest.Room(f.room)+"/state/m.room.power_levels", nil).JSON().Raw
 	if err := json.Unmarshal([]byte(raw), &pl); err != nil {
@@ -57,7 +57,7 @@ func (f *forkRoom) powerLevels(t *testing.T) map[string]any {
 	return pl
 }
 
-func (f *forkRoom) putState(t *testing.T, evType string, content any) id.EventID {
+func (f *forkRoom) putState(t testing.TB, evType string, content any) id.EventID {
 	return id.EventID(f.alice.Must(t, 200, "PUT", hstest.Room(f.room)+"/state/"+evType, content).Get("event_id").String())
 }
 

@@ -20,18 +20,18 @@ import (
 // remoteServer plays another homeserver: it builds and signs events of a room that
 // Porthole holds, as they would arrive over federation.
 type remoteServer struct {
-	t    *testing.T
+	t    testing.TB
 	s    *hstest.Server
 	name string
 	key  *federation.SigningKey
 }
 
-func newRemote(t *testing.T, s *hstest.Server) *remoteServer {
+func newRemote(t testing.TB, s *hstest.Server) *remoteServer {
 	return &remoteServer{t: t, s: s, name: "remote.test", key: federation.GenerateSigningKey()}
 }
 
 // roomState reads the current state event IDs of a room through a local member.
-func roomState(t *testing.T, c *hstest.Client, roomID string) map[[2]string]id.EventID {
+func roomState(t testing.TB, c *hstest.Client, roomID string) map[[2]string]id.EventID {
 	out := map[[2]string]id.EventID{}
 	for _, e := range c.Must(t, 200, "GET", hstest.Room(roomID)+"/state", nil).JSON().Array() {
 		out[[2]string{e.Get("type").String(), e.Get("state_key").String()}] = id.EventID(e.Get("event_id").String())
@@ -162,7 +162,7 @@ type eventInfo struct {
 
 // lastEvent reads the room's latest event's ID, depth and prev events from storage
 // (clients are not shown depth and prev_events).
-func lastEvent(t *testing.T, c *hstest.Client, roomID string) eventInfo {
+func lastEvent(t testing.TB, c *hstest.Client, roomID string) eventInfo {
 	t.Helper()
 	r := c.Must(t, 200, "GET", hstest.Room(roomID)+"/messages?dir=b&limit=1", nil)
 	eid := r.Get("chunk.0.event_id").String()
