@@ -482,6 +482,7 @@ type Accounts interface {
 type Reader interface {
 	E2EEReader
 	AdminReader
+	SearchReader
 	KeyReader
 	MediaReader
 	Room(ctx context.Context, roomID string) (Room, error)

@@ -184,6 +184,7 @@ func (a *API) routes() []route {
 		{method: "PUT", path: "/presence/{userId}/status", access: members, h: a.putPresence},
 
 		{method: "POST", path: "/user_directory/search", access: members, h: a.searchUserDirectory},
+		{method: "POST", path: "/search", access: members, h: a.search},
 		{method: "GET", path: "/profile/{userId}", access: public, h: a.getProfile},
 		{method: "GET", path: "/profile/{userId}/{field}", access: public, h: a.getProfileField},
 		{method: "PUT", path: "/profile/{userId}/displayname", access: guestsOK, h: a.putProfileField("displayname")},

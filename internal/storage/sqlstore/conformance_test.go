@@ -412,3 +412,106 @@ func TestConformanceUserDirectory(t *testing.T) {
 		})
 	}
 }
+
+// Full-text search finds what each engine's index holds, in both orders, limited to the
+// member's rooms, and forgets redacted events.
+func TestConformanceSearch(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range engines(t) {
+		t.Run(name, func(t *testing.T) {
+			write := func(fn func(tx storage.Tx) error) {
+				t.Helper()
+				if err := s.Write(ctx, fn); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var ids []string
+			write(func(tx storage.Tx) error {
+				for _, room := range []string{"!s1:hs", "!s2:hs"} {
+					p, _ := tx.NextPos(ctx)
+					if err := tx.CreateRoom(ctx, storage.Room{ID: room, Version: "10", Creator: "@a:hs", CreatedPos: p}); err != nil {
+						return err
+					}
+					if err := tx.SetMember(ctx, storage.Member{RoomID: room, UserID: "@a:hs", Membership: "join", EventID: "$j" + room, Pos: p}); err != nil {
+						return err
+					}
+				}
+				for i, ev := range []struct{ room, typ, content string }{
+					{"!s1:hs", "m.room.message", `{"body":"the quick brown fox","msgtype":"m.text"}`},
+					{"!s1:hs", "m.room.message", `{"body":"Quick quick QUICK","msgtype":"m.text"}`},
+					{"!s1:hs", "m.room.topic", `{"topic":"foxes and quickness"}`},
+					{"!s1:hs", "m.room.message", `{"body":5}`},
+					{"!s2:hs", "m.room.message", `{"body":"quick elsewhere","msgtype":"m.text"}`},
+					{"!s1:hs", "m.room.member", `{"displayname":"quick member","membership":"join"}`},
+				} {
+					p, _ := tx.NextPos(ctx)
+					id := "$q" + strconv.Itoa(i)
+					ids = append(ids, id)
+					e := &storage.Event{Pos: p, ID: id, RoomID: ev.room, Type: ev.typ, Sender: "@a:hs", Depth: int64(i + 1), OriginTS: int64(i),
+						PDU: []byte(`{"content":` + ev.content + `}`), Visibility: "shared"}
+					if ev.typ != "m.room.message" {
+						sk := ""
+						e.StateKey = &sk
+					}
+					if err := tx.InsertEvent(ctx, e); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			search := func(q storage.SearchQuery) []string {
+				t.Helper()
+				if q.Member == "" {
+					q.Member = "@a:hs"
+				}
+				if q.Types == nil {
+					q.Types = []string{"m.room.message", "m.room.topic", "m.room.name"}
+				}
+				if q.Limit == 0 {
+					q.Limit = 10
+				}
+				hits, err := s.SearchEvents(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out []string
+				for _, h := range hits {
+					out = append(out, h.ID)
+				}
+				return out
+			}
+			eq := func(got []string, want ...string) {
+				t.Helper()
+				if strings.Join(got, " ") != strings.Join(want, " ") {
+					t.Fatalf("got %v, want %v", got, want)
+				}
+			}
+			eq(search(storage.SearchQuery{Words: []string{"quick"}}), ids[4], ids[2], ids[1], ids[0])
+			eq(search(storage.SearchQuery{Words: []string{"quick"}, Before: mustPos(t, s, ids[2])}), ids[1], ids[0])
+			eq(search(storage.SearchQuery{Words: []string{"qui", "fox"}}), ids[2], ids[0])
+			eq(search(storage.SearchQuery{Words: []string{"quick"}, Types: []string{"m.room.topic"}}), ids[2])
+			eq(search(storage.SearchQuery{Words: []string{"quick"}, RoomIDs: []string{"!s2:hs"}}), ids[4])
+			eq(search(storage.SearchQuery{Words: []string{"quick"}, Member: "@nobody:hs"}))
+			eq(search(storage.SearchQuery{Words: []string{"nothing"}}))
+			// By rank, the message saying quick three times comes first; offsets page.
+			byRank := search(storage.SearchQuery{Words: []string{"quick"}, ByRank: true})
+			if len(byRank) != 4 || byRank[0] != ids[1] {
+				t.Fatalf("by rank: %v", byRank)
+			}
+			eq(search(storage.SearchQuery{Words: []string{"quick"}, ByRank: true, Offset: 1, Limit: 2}), byRank[1:3]...)
+			if n, err := s.CountSearch(ctx, storage.SearchQuery{Words: []string{"quick"}, Member: "@a:hs", Types: []string{"m.room.message"}}); err != nil || n != 3 {
+				t.Fatalf("count: %d %v", n, err)
+			}
+			write(func(tx storage.Tx) error { return tx.Redact(ctx, ids[1], []byte(`{"content":{}}`), []byte(`{}`)) })
+			eq(search(storage.SearchQuery{Words: []string{"quick"}, RoomIDs: []string{"!s1:hs"}}), ids[2], ids[0])
+		})
+	}
+}
+
+func mustPos(t *testing.T, s storage.Store, id string) stream.Pos {
+	e, err := s.EventByID(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e.Pos
+}

@@ -105,7 +105,7 @@ func openSQLite(path string, opts Options) (*Store, error) {
 	// Keep prepared statements per connection: preparing was a sixth of a send's CPU.
 	params.Set("_stmt_cache_size", "256")
 	base := "file:" + path + "?"
-	writer, err := sql.Open("sqlite3", base+params.Encode())
+	writer, err := sql.Open(sqliteDriver, base+params.Encode())
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func openSQLite(path string, opts Options) (*Store, error) {
 	}
 	params.Set("_txlock", "deferred")
 	params.Set("_query_only", "true")
-	readDB, err := sql.Open("sqlite3", base+params.Encode())
+	readDB, err := sql.Open(sqliteDriver, base+params.Encode())
 	if err != nil {
 		writer.Close()
 		return nil, err

@@ -314,3 +314,93 @@ func relationsMigration(t *testing.T) int {
 	t.Fatal("no relations migration")
 	return 0
 }
+
+// The search migration indexes the events stored before it.
+func TestSearchMigrationBackfill(t *testing.T) {
+	ctx := context.Background()
+	version := migrationNumber(t, "search")
+	for name, dsn := range map[string]string{"sqlite": "sqlite://" + t.TempDir() + "/b.db", "postgres": hstest.PostgresDSN()} {
+		if dsn == "" {
+			continue
+		}
+		if name == "postgres" {
+			dsn = hstest.FreshDatabase(t, "")
+		}
+		t.Run(name, func(t *testing.T) {
+			s, err := sqlstore.Open(ctx, dsn, sqlstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Write(ctx, func(tx storage.Tx) error {
+				p, _ := tx.NextPos(ctx)
+				if err := tx.CreateRoom(ctx, storage.Room{ID: "!b:hs", Version: "11", Creator: "@a:hs", CreatedPos: p}); err != nil {
+					return err
+				}
+				if err := tx.SetMember(ctx, storage.Member{RoomID: "!b:hs", UserID: "@a:hs", Membership: "join", EventID: "$j", Pos: p}); err != nil {
+					return err
+				}
+				for i, c := range []struct{ typ, content string }{
+					{"m.room.message", `{"body":"ancient words"}`}, {"m.room.name", `{"name":"ancient room"}`},
+					{"m.room.topic", `{"topic":"ancient topic"}`}, {"m.room.message", `{"body":["ancient"]}`},
+				} {
+					p, _ := tx.NextPos(ctx)
+					if err := tx.InsertEvent(ctx, &storage.Event{Pos: p, ID: "$e" + strconv.Itoa(i), RoomID: "!b:hs", Type: c.typ, Sender: "@a:hs",
+						Depth: int64(i + 1), PDU: []byte(`{"content":` + c.content + `}`), Visibility: "shared"}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			driver, source := "pgx", dsn
+			if name == "sqlite" {
+				driver, source = "sqlite3", strings.TrimPrefix(dsn, "sqlite://")
+			}
+			db, err := sql.Open(driver, source)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Exec("DROP TABLE event_search"); err != nil {
+				t.Fatal(err)
+			}
+			for _, q := range migrationStatements(t, version, name) {
+				if _, err := db.Exec(q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			db.Close()
+			s, err = sqlstore.Open(ctx, dsn, sqlstore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			hits, err := s.SearchEvents(ctx, storage.SearchQuery{Words: []string{"ancient"}, Member: "@a:hs",
+				Types: []string{"m.room.message", "m.room.name", "m.room.topic"}, Limit: 10})
+			if err != nil || len(hits) != 3 {
+				t.Fatalf("backfilled index: %v %v", hits, err)
+			}
+		})
+	}
+}
+
+// migrationNumber finds the number of the migration with this name.
+func migrationNumber(t *testing.T, name string) int {
+	entries, err := os.ReadDir("migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if num, rest, ok := strings.Cut(e.Name(), "_"); ok && (strings.HasPrefix(rest, name+".")) {
+			v, err := strconv.Atoi(num)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no %s migration", name)
+	return 0
+}

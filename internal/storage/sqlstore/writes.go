@@ -232,6 +232,9 @@ func (t *txn) InsertEvent(ctx context.Context, e *storage.Event) error {
 	if err != nil {
 		return err
 	}
+	if err := t.indexForSearch(ctx, e); err != nil {
+		return err
+	}
 	return t.indexRemoteMember(ctx, e)
 }
 
@@ -301,7 +304,10 @@ func (t *txn) PutTxn(ctx context.Context, userID, deviceID, roomID, txnID, event
 }
 
 func (t *txn) Redact(ctx context.Context, eventID string, prunedPDU, redactedBecause []byte) error {
-	return mustAffect(t.exec(ctx, `UPDATE events SET pdu = $1, redacted_because = $2 WHERE event_id = $3`, string(prunedPDU), string(redactedBecause), eventID))
+	if err := mustAffect(t.exec(ctx, `UPDATE events SET pdu = $1, redacted_because = $2 WHERE event_id = $3`, string(prunedPDU), string(redactedBecause), eventID)); err != nil {
+		return err
+	}
+	return t.unindex(ctx, eventID)
 }
 
 func (t *txn) SetUnsigned(ctx context.Context, eventID string, unsigned []byte) error {
