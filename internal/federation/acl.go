@@ -75,7 +75,11 @@ func ParseServerACL(content []byte) ServerACL {
 	c := gjson.ParseBytes(content)
 	strs := func(key string) []string {
 		var out []string
-		for _, v := range c.Get(key).Array() {
+		list := c.Get(key)
+		if !list.IsArray() {
+			return nil
+		}
+		for _, v := range list.Array() {
 			if v.Type == gjson.String {
 				out = append(out, v.Str)
 			}

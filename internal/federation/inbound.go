@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tidwall/gjson"
 	"maunium.net/go/mautrix/crypto/canonicaljson"
 	mfed "maunium.net/go/mautrix/federation"
 	"maunium.net/go/mautrix/federation/pdu"
@@ -159,6 +160,14 @@ func (in *Inbound) receivePDU(ctx context.Context, origin string, raw jsontext.V
 		return eventID, err
 	} else if len(missing) > 0 {
 		return eventID, fmt.Errorf("auth events not known here: %v", missing)
+	}
+	// A restricted join is also signed by the server that authorised it, which the auth
+	// rules check: have its key at hand before the persist transaction starts.
+	if via := gjson.GetBytes(p.Content, "join_authorised_via_users_server").Str; p.Type == "m.room.member" && via != "" {
+		server := id.UserID(via).Homeserver()
+		for keyID := range p.Signatures[server] {
+			in.keys.Key(ctx, server, keyID, time.UnixMilli(p.OriginServerTS))
+		}
 	}
 	outcome, err := in.rooms.PersistRemote(ctx, roomID, rooms.RemoteEvent{PDU: p, EventID: eventID})
 	if errors.Is(err, rooms.ErrMissingState) {
