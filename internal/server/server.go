@@ -211,7 +211,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		if cfg.RateLimit == "on" {
 			wc.Limiter = ratelimit.New(cfg.Web.PagesPerSecond, cfg.Web.PagesBurst)
 		}
-		s.pages = web.New(roomSvc, sy, wc, log)
+		s.pages = web.New(roomSvc, sy, mediaSvc, wc, log)
 	}
 	if fedKeys != nil {
 		var fedLimit *ratelimit.Limiter

@@ -63,6 +63,7 @@ type eventView struct {
 	Time     string        // RFC 3339
 	TimeText string
 	Edited   bool
+	Image    bool // an image message whose picture the page shows
 	ReplyTo  string // permalink of the event replied to
 	Link     string // this event's permalink
 	Focus    bool
@@ -200,6 +201,8 @@ func (p *Pages) message(v *eventView, typ string, c gjson.Result) {
 	}
 	if v.Kind == "image" || v.Kind == "file" {
 		v.Body = firstNonEmpty(clip(c.Get("filename").String(), 255), v.Body, "attachment")
+		isPicture := typ == "m.sticker" || c.Get("msgtype").String() == "m.image"
+		v.Image = isPicture && p.media != nil && strings.HasPrefix(c.Get("url").String(), "mxc://")
 		return
 	}
 	if c.Get("format").String() == "org.matrix.custom.html" {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"porthole/internal/auth"
+	"porthole/internal/media"
 	"porthole/internal/mxerr"
 	"porthole/internal/ratelimit"
 	"porthole/internal/rooms"
@@ -58,6 +59,7 @@ type Config struct {
 type Pages struct {
 	rooms *rooms.Service
 	sync  *syncer.Syncer
+	media *media.Service // nil: images are not shown
 	cfg   Config
 	log   *slog.Logger
 	tmpl  *template.Template
@@ -74,8 +76,8 @@ const (
 )
 
 // New returns the pages.
-func New(r *rooms.Service, s *syncer.Syncer, cfg Config, log *slog.Logger) *Pages {
-	p := &Pages{rooms: r, sync: s, cfg: cfg, log: log}
+func New(r *rooms.Service, s *syncer.Syncer, m *media.Service, cfg Config, log *slog.Logger) *Pages {
+	p := &Pages{rooms: r, sync: s, media: m, cfg: cfg, log: log}
 	p.tmpl = template.Must(template.New("").Funcs(template.FuncMap{
 		"path": func(parts ...string) string { return cfg.Path + strings.Join(parts, "/") },
 	}).ParseFS(templateFiles, "templates/*.html"))
@@ -95,6 +97,7 @@ func (p *Pages) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+p.cfg.Path+"room/{room}", p.page(p.roomPage))
 	mux.Handle("GET "+p.cfg.Path+"room/{room}/event/{eventId}", p.page(p.eventPage))
 	mux.Handle("GET "+p.cfg.Path+"embed/{room}", p.page(p.embedPage))
+	mux.Handle("GET "+p.cfg.Path+"room/{room}/event/{eventId}/image", p.limited(http.HandlerFunc(p.image)))
 	mux.Handle("GET "+p.cfg.Path+"static/{file}", http.StripPrefix(p.cfg.Path+"static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -123,12 +126,8 @@ func (p *Pages) page(h func(w http.ResponseWriter, r *http.Request) ([]byte, err
 			ancestors = p.cfg.FrameAncestors
 		}
 		hdr.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors "+ancestors)
-		if p.cfg.Limiter != nil {
-			if ok, wait := p.cfg.Limiter.Allow(p.cfg.LimitKey(r)); !ok {
-				hdr.Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
-				p.writeError(w, &errPage{http.StatusTooManyRequests, "Too many page loads from your address; try again in a moment."})
-				return
-			}
+		if !p.allow(w, r) {
+			return
 		}
 		body, err := h(w, r)
 		if err != nil {
@@ -138,6 +137,28 @@ func (p *Pages) page(h func(w http.ResponseWriter, r *http.Request) ([]byte, err
 		hdr.Set("Content-Type", "text/html; charset=utf-8")
 		hdr.Set("Content-Length", strconv.Itoa(len(body)))
 		w.Write(body)
+	})
+}
+
+// allow applies the per-client page limit, answering 429 when it is spent.
+func (p *Pages) allow(w http.ResponseWriter, r *http.Request) bool {
+	if p.cfg.Limiter == nil {
+		return true
+	}
+	ok, wait := p.cfg.Limiter.Allow(p.cfg.LimitKey(r))
+	if !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		p.writeError(w, &errPage{http.StatusTooManyRequests, "Too many page loads from your address; try again in a moment."})
+	}
+	return ok
+}
+
+// limited is a non-page handler under the same per-client limit.
+func (p *Pages) limited(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.allow(w, r) {
+			h.ServeHTTP(w, r)
+		}
 	})
 }
 

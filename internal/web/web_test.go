@@ -1,7 +1,11 @@
 package web_test
 
 import (
+	"bytes"
 	"fmt"
+	"image"
+	"image/color"
+	"image/png"
 	"io"
 	"net/http"
 	"net/url"
@@ -556,6 +560,76 @@ func TestCommentRoomsCreatedOnFirstVisit(t *testing.T) {
 	for _, other := range []string{"#other_x:" + s.Name, "#comments_x:elsewhere.example", "#comments_:" + s.Name} {
 		if p := get(t, s, "/embed/"+url.PathEscape(other)); p.status != 404 {
 			t.Errorf("%s: %d, want 404 (not a comment alias of ours)", other, p.status)
+		}
+	}
+}
+
+func testPNG(t testing.TB, w, h int) []byte {
+	img := image.NewRGBA(image.Rect(0, 0, w, h))
+	for x := range w {
+		for y := range h {
+			img.Set(x, y, color.RGBA{uint8(x), uint8(y), 200, 255})
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestImagesShownOnlyFromVisibleEvents(t *testing.T) {
+	s := hstest.New(t)
+	alice := s.Register(t, "alice")
+	upload := func() string {
+		req, _ := http.NewRequest("POST", "/_matrix/media/v3/upload?filename=cat.png", bytes.NewReader(testPNG(t, 800, 600)))
+		req.Header.Set("Content-Type", "image/png")
+		r := alice.SendRequest(t, req)
+		if r.Status != 200 {
+			t.Fatalf("upload: %s", r)
+		}
+		return r.Get("content_uri").String()
+	}
+	room := alice.WorldReadableRoom(t)
+	img := alice.SendEvent(t, room, "m.room.message", map[string]any{"msgtype": "m.image", "body": "cat.png", "url": upload()})
+	txt := alice.Send(t, room, "just text")
+	p := get(t, s, "/room/"+url.PathEscape(room))
+	imgs := p.find("img", "", "")
+	want := "/room/" + url.PathEscape(room) + "/event/" + url.PathEscape(img) + "/image"
+	if len(imgs) != 1 || attrOf(imgs[0], "src") != want || attrOf(imgs[0], "alt") != "cat.png" {
+		t.Fatalf("image message shown as %d img elements", len(imgs))
+	}
+	res, err := http.Get(s.URL + want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "image/") || len(body) == 0 {
+		t.Fatalf("the picture: %d %s", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+	if cfg, _, err := image.DecodeConfig(bytes.NewReader(body)); err != nil || cfg.Width > 640 || cfg.Height > 480 {
+		t.Fatalf("not a thumbnail: %v %dx%d", err, cfg.Width, cfg.Height)
+	}
+	if !strings.Contains(res.Header.Get("Content-Security-Policy"), "sandbox") {
+		t.Fatal("the picture is served without a sandboxing CSP")
+	}
+	// Not an image, or not readable by anyone: nothing.
+	private := alice.CreateRoom(t, map[string]any{"preset": "public_chat"})
+	hidden := alice.SendEvent(t, private, "m.room.message", map[string]any{"msgtype": "m.image", "body": "secret.png", "url": upload()})
+	for name, path := range map[string]string{
+		"text event":      "/room/" + url.PathEscape(room) + "/event/" + url.PathEscape(txt) + "/image",
+		"unreadable room": "/room/" + url.PathEscape(private) + "/event/" + url.PathEscape(hidden) + "/image",
+		"event elsewhere": "/room/" + url.PathEscape(room) + "/event/" + url.PathEscape(hidden) + "/image",
+		"malformed event": "/room/" + url.PathEscape(room) + "/event/nonsense/image",
+	} {
+		res, err := http.Get(s.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 404 {
+			t.Errorf("%s: %d, want 404", name, res.StatusCode)
 		}
 	}
 }
