@@ -63,7 +63,7 @@ type eventView struct {
 	Time     string        // RFC 3339
 	TimeText string
 	Edited   bool
-	Image    bool // an image message whose picture the page shows
+	Image    bool   // an image message whose picture the page shows
 	ReplyTo  string // permalink of the event replied to
 	Link     string // this event's permalink
 	Focus    bool
