@@ -190,7 +190,7 @@ func RenderThumbnail(r io.ReadSeeker, base string, w, h int, maxPixels int64, bo
 	}
 	tw, th := box.Size(w, h)
 	dst := image.NewRGBA(image.Rect(0, 0, tw, th))
-	draw.CatmullRom.Scale(dst, dst.Bounds(), src, sourceRect(src.Bounds(), box.Method, tw, th), draw.Src, nil)
+	scale(dst, src, sourceRect(src.Bounds(), box.Method, tw, th))
 
 	var out bytes.Buffer
 	contentType := "image/png"
@@ -204,6 +204,21 @@ func RenderThumbnail(r io.ReadSeeker, base string, w, h int, maxPixels int64, bo
 		return nil, "", 0, 0, err
 	}
 	return out.Bytes(), contentType, tw, th, nil
+}
+
+// scale draws the part sr of src onto all of dst with Catmull-Rom, whose cost (and
+// scratch memory) grows with the source area times the reduction: a large reduction first
+// halves the image, 2×2 pixels into one, as often as it stays at least twice the target
+// either way, so that the kernel never reduces by four or more.
+func scale(dst *image.RGBA, src image.Image, sr image.Rectangle) {
+	tw, th := dst.Bounds().Dx(), dst.Bounds().Dy()
+	for sr.Dx() >= 4*tw && sr.Dy() >= 4*th {
+		half := image.NewRGBA(image.Rect(0, 0, sr.Dx()/2, sr.Dy()/2))
+		// At exactly half size, bilinear sampling averages each 2×2 block.
+		draw.ApproxBiLinear.Scale(half, half.Bounds(), src, sr, draw.Src, nil)
+		src, sr = half, half.Bounds()
+	}
+	draw.CatmullRom.Scale(dst, dst.Bounds(), src, sr, draw.Src, nil)
 }
 
 // sourceRect is the part of the image a thumbnail of tw×th shows: all of it when scaled,
