@@ -1,11 +1,11 @@
 // Package outbox is Porthole's one durable outgoing queue: "deliver these items to that
 // destination, in order, at least once, surviving restarts, backing off when it fails".
-// Push gateways and application-service transactions use it; federation transactions are
-// meant to use it too (shared/DESIGN.md, "One outbox").
+// Push gateways, application-service transactions and federation transactions use it
+// (shared/DESIGN.md, "One outbox").
 //
 // # Model
 //
-// An item is an opaque payload for a destination of a kind ("push" + a pusher ID, later
+// An item is an opaque payload for a destination of a kind ("push" + a pusher ID,
 // "federation" + a server name). Items are database rows (storage.OutboxWriter), enqueued
 // with Enqueue inside the caller's own transaction, so an item exists exactly when the
 // write that caused it committed: an acknowledged event's pushes survive SIGKILL.
@@ -41,9 +41,11 @@
 // # Catch-up after a backoff
 //
 // Kind.Compact is the hook for replacing a backlog rather than sending every missed item:
-// when a destination comes back after failures, Compact sees its backlog (up to ReadAhead
-// items) and names the items to drop before delivery resumes. Federation will use it to
-// send a room's latest events instead of every event it missed; pushes do not need it.
+// when a destination comes back after failures, Compact sees its backlog (up to
+// CompactReadAhead items) and names the items to drop before delivery resumes. Federation
+// uses it to send a room's latest events instead of every event it missed; pushes do not
+// need it. RetryNow ends a backoff early (a federation destination that sent us a request
+// is back).
 package outbox
 
 import (
@@ -108,6 +110,8 @@ type Kind struct {
 	// Compact, if set, is called when a destination is tried again after failures, with its
 	// backlog; it returns the Seq of items to drop before delivery resumes.
 	Compact func(ctx context.Context, dest string, backlog []Item) []int64
+	// CompactReadAhead is how many pending items Compact sees (default ReadAhead).
+	CompactReadAhead int
 	// KeepBatch makes every attempt of a batch carry the same items: the batch is recorded
 	// before its first attempt, and retries take exactly the items recorded.
 	KeepBatch bool
@@ -183,6 +187,7 @@ func New(store storage.Store, opts Options, kinds ...Kind) *Outbox {
 		if k.ReadAhead <= 0 {
 			k.ReadAhead = 100
 		}
+		k.CompactReadAhead = max(k.CompactReadAhead, k.ReadAhead)
 		if k.Timeout <= 0 {
 			k.Timeout = 30 * time.Second
 		}
@@ -271,6 +276,29 @@ func (o *Outbox) Purge(ctx context.Context, tx storage.Tx, kind, dest string) er
 
 // Wake asks for a destination to be tried now (if its backoff allows).
 func (o *Outbox) Wake(kind, dest string) { o.wake(key{kind, dest}) }
+
+// RetryNow ends a destination's backoff and tries it now: it has shown it is back (a
+// server that sends us a request). Its failures are kept, so Compact still runs first.
+func (o *Outbox) RetryNow(ctx context.Context, kind, dest string) error {
+	var backingOff bool
+	err := o.store.Write(ctx, func(tx storage.Tx) error {
+		var err error
+		backingOff, err = tx.OutboxRetryNow(ctx, kind, dest, time.Now().UnixMilli())
+		return err
+	})
+	if err != nil || !backingOff {
+		return err
+	}
+	k := key{kind, dest}
+	o.mu.Lock()
+	if t := o.timers[k]; t != nil {
+		t.Stop()
+		delete(o.timers, k)
+	}
+	o.mu.Unlock()
+	o.wake(k)
+	return nil
+}
 
 func (o *Outbox) wake(keys ...key) {
 	o.mu.Lock()
@@ -417,8 +445,12 @@ func (o *Outbox) deliverAll(k key) error {
 	}
 	failures := state.Failures
 	for {
+		readAhead := kind.ReadAhead
+		if failures > 0 && kind.Compact != nil {
+			readAhead = kind.CompactReadAhead
+		}
 		ctx, cancel := dbCtx()
-		rows, err := o.store.OutboxItems(ctx, k.kind, k.dest, kind.ReadAhead)
+		rows, err := o.store.OutboxItems(ctx, k.kind, k.dest, readAhead)
 		cancel()
 		if err != nil {
 			o.release(k)
@@ -456,6 +488,9 @@ func (o *Outbox) deliverAll(k key) error {
 			}
 		}
 		failures = 0
+		if len(items) > kind.ReadAhead {
+			items = items[:kind.ReadAhead]
+		}
 		n := len(items)
 		if kind.Batch != nil {
 			n = min(max(kind.Batch(items), 1), len(items))

@@ -73,6 +73,8 @@ type Service struct {
 	observer EventObserver
 	// queries asks application services about unknown users and aliases.
 	queries AppServiceQueries
+	// fedQueue sends local events to the rooms' other servers (SetFederationQueue).
+	fedQueue FederationQueue
 }
 
 // New returns the rooms service.
@@ -575,6 +577,9 @@ func (pc *persistContext) store(ev *pdu.PDU, raw []byte, eventID id.EventID, pos
 	}
 	pub.Push = push
 	if err := pc.observe(stored, prevHead); err != nil {
+		return nil, err
+	}
+	if err := pc.federate(stored, prevHead, ""); err != nil {
 		return nil, err
 	}
 	pc.pubs = append(pc.pubs, pub)

@@ -68,3 +68,23 @@ func (pc *persistContext) remotePushOutcome(stored *storage.Event, prevHead stri
 	}
 	return pc.s.push.EventPushed(pc.ctx, pc.tx, pc.room.ID, prevHead, stored, state)
 }
+
+// FederationQueue queues, inside an event's transaction, an event for the other servers of
+// its room (internal/federation's sender on the outbox): every event this server writes,
+// and the joins, leaves and knocks it relays for a server that sent them through
+// send_join, send_leave or send_knock (except is that server, which has the event).
+type FederationQueue interface {
+	QueueEvent(ctx context.Context, tx storage.Tx, roomID, prevHead string, ev *storage.Event, except string) error
+}
+
+// SetFederationQueue makes every local event, and every relayed one, go through q. Call it
+// before serving.
+func (s *Service) SetFederationQueue(q FederationQueue) { s.fedQueue = q }
+
+// federate queues a stored event for the room's other servers.
+func (pc *persistContext) federate(stored *storage.Event, prevHead, except string) error {
+	if pc.s.fedQueue == nil {
+		return nil
+	}
+	return pc.s.fedQueue.QueueEvent(pc.ctx, pc.tx, pc.room.ID, prevHead, stored, except)
+}

@@ -59,6 +59,10 @@ type RemoteEvent struct {
 	// StateBefore is the state before the event as another server told us, for an event
 	// whose prev events we do not have (every event it names must be stored).
 	StateBefore StateMap
+	// RelayFor names the server that gave this server the event to pass on to the room's
+	// other servers (a join, leave or knock received through send_join, send_leave or
+	// send_knock); "" for events every server receives from their origin.
+	RelayFor string
 }
 
 // ErrMissingState means the state before a remote event cannot be computed: one of its
@@ -230,6 +234,11 @@ func (pc *persistContext) acceptRemote(re RemoteEvent, before, after, current St
 	}
 	if err := pc.observe(stored, prevHead); err != nil {
 		return err
+	}
+	if re.RelayFor != "" {
+		if err := pc.federate(stored, prevHead, re.RelayFor); err != nil {
+			return err
+		}
 	}
 	if p.Type == "m.room.redaction" {
 		if target := redactsOf(p, version); target != "" && pc.remoteMayRedact(p, target, newCurrent) {

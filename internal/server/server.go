@@ -66,6 +66,7 @@ type Server struct {
 	// Federation (nil unless configured).
 	fedClient  *federation.Client
 	fedKeys    *federation.KeyRing
+	fedSender  *federation.Sender
 	fedAPI     *fedapi.API
 	fedHandler http.Handler
 }
@@ -141,10 +142,20 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		store.Close()
 		return nil, err
 	}
-	// The one outbox: push gateways and application services now; federation later.
-	ob := outbox.New(store, outbox.Options{Log: log}, pushes.OutboxKind(), appservices.OutboxKind())
+	// The one outbox: push gateways, application services and federation transactions.
+	kinds := []outbox.Kind{pushes.OutboxKind(), appservices.OutboxKind()}
+	var fedSender *federation.Sender
+	if fedClient != nil {
+		fedSender = federation.NewSender(cfg.ServerName, store, hub, fedClient, log)
+		kinds = append(kinds, fedSender.OutboxKind())
+		roomSvc.SetFederationQueue(fedSender)
+	}
+	ob := outbox.New(store, outbox.Options{Log: log}, kinds...)
 	pushes.SetOutbox(ob)
 	appservices.SetOutbox(ob)
+	if fedSender != nil {
+		fedSender.SetOutbox(ob)
+	}
 	roomSvc.SetEventObserver(appservices)
 	roomSvc.SetAppServiceQueries(appservices)
 	hub.SetCommitObserver(appservices.CommitObserved)
@@ -193,7 +204,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, store: store, notifier: notifier, hub: hub, eph: eph, api: api, accounts: accounts, syncer: sy, rooms: roomSvc,
-		outbox: ob, pushes: pushes, fedClient: fedClient, fedKeys: fedKeys, appsvc: appservices, media: mediaSvc}
+		outbox: ob, pushes: pushes, fedClient: fedClient, fedKeys: fedKeys, fedSender: fedSender, appsvc: appservices, media: mediaSvc}
 	if cfg.Web.Enabled == "on" {
 		wc := web.Config{Path: cfg.Web.Path, BaseURL: cfg.PublicBaseURL, GuestPosting: cfg.Web.GuestPosting == "on",
 			FrameAncestors: cfg.Web.FrameAncestors, NoIndex: cfg.Web.NoIndex == "on", LimitKey: api.LimitKey,
@@ -221,6 +232,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		inbound := federation.NewInbound(store, roomSvc, fedKeys, log)
 		s.fedAPI = fedapi.New(fedKeys, inbound, roomSvc, fedapi.Config{ServerName: cfg.ServerName, WellKnownServer: cfg.Federation.WellKnownServer,
 			MaxBody: cfg.Federation.MaxRequestBody, Limit: fedLimit, Version: version()}, log)
+		s.fedAPI.SetHeard(fedSender.Heard)
 	}
 	s.handler, s.fedHandler = s.buildHandlers()
 	s.startCrossNode()
@@ -265,7 +277,7 @@ func (s *Server) buildHandlers() (clientAPI, federationAPI http.Handler) {
 			func() float64 { return float64(s.notifier.KeysWoken()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "porthole_stream_position", Help: "Highest committed stream position."},
 			func() float64 { return float64(s.notifier.Current()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "porthole_outbox_delivered_total", Help: "Outbox deliveries that succeeded (push gateways, application services)."},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "porthole_outbox_delivered_total", Help: "Outbox deliveries that succeeded (push gateways, application services, federation transactions)."},
 			func() float64 { d, _, _ := s.outbox.Counts(); return float64(d) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "porthole_outbox_failed_total", Help: "Outbox deliveries that failed and will be retried."},
 			func() float64 { _, f, _ := s.outbox.Counts(); return float64(f) }),

@@ -426,6 +426,9 @@ type OutboxWriter interface {
 	OutboxRelease(ctx context.Context, kind, dest, owner string) (pending bool, err error)
 	// OutboxClearLeases frees every lease (a single-process database, at start-up).
 	OutboxClearLeases(ctx context.Context) error
+	// OutboxRetryNow ends a destination's backoff (its failures are kept), reporting
+	// whether it was backing off.
+	OutboxRetryNow(ctx context.Context, kind, dest string, now int64) (bool, error)
 }
 
 // Store is the whole storage interface.

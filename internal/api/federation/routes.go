@@ -39,12 +39,17 @@ type API struct {
 	rooms   *rooms.Service
 	cfg     Config
 	log     *slog.Logger
+	heard   func(origin string)
 }
 
 // New returns the federation API.
 func New(keys *fed.KeyRing, inbound *fed.Inbound, r *rooms.Service, cfg Config, log *slog.Logger) *API {
 	return &API{keys: keys, inbound: inbound, rooms: r, cfg: cfg, log: log}
 }
+
+// SetHeard makes fn be told of the origin of every verified request (the federation
+// sender retries a failing destination that shows it is back).
+func (a *API) SetHeard(fn func(origin string)) { a.heard = fn }
 
 // access says what a route needs.
 type access int
@@ -162,6 +167,9 @@ func (a *API) serve(rt route, w http.ResponseWriter, r *http.Request) error {
 		}
 		req.Origin = origin
 		httpx.AddLogAttr(r.Context(), slog.String("origin", origin))
+		if a.heard != nil {
+			a.heard(origin)
+		}
 		if err := a.limit("origin:" + origin); err != nil {
 			return err
 		}

@@ -153,3 +153,8 @@ func (t *txn) OutboxClearLeases(ctx context.Context) error {
 	_, err := t.exec(ctx, `UPDATE outbox_destinations SET lease_owner = '', lease_until = 0 WHERE lease_owner <> ''`)
 	return err
 }
+
+func (t *txn) OutboxRetryNow(ctx context.Context, kind, dest string, now int64) (bool, error) {
+	return affected(t.exec(ctx, `UPDATE outbox_destinations SET retry_ts = 0
+		WHERE kind = $1 AND destination = $2 AND retry_ts > $3`, kind, dest, now))
+}
