@@ -38,15 +38,29 @@ type quirks struct {
 	// mainlineSteps: events that never reach the mainline share the oldest mainline
 	// event's position, and ties are broken by the number of power levels events walked.
 	mainlineSteps bool
+	// leaveAfterLeave: its auth rules allow a leave of someone who has left (marked
+	// "NOTSPEC" there, for Synapse's sake).
+	leaveAfterLeave bool
 }
 
-var gmslQuirks = quirks{true, true, true, true, true, true}
+var gmslQuirks = quirks{true, true, true, true, true, true, true}
 
 type ref struct {
 	version id.RoomVersion
 	pdus    map[id.EventID]*pdu.PDU
 	q       quirks
 	chains  map[id.EventID]map[id.EventID]bool
+	// listed: how many times gomatrixserverlib lists each power event (narrowPowerSet).
+	listed map[id.EventID]int
+}
+
+func sortedKeys(m map[id.EventID]bool) []id.EventID {
+	var out []id.EventID
+	for x := range m {
+		out = append(out, x)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (r *ref) ev(x id.EventID) *pdu.PDU { return r.pdus[x] }
@@ -176,20 +190,35 @@ func (r *ref) resolve(sets []stateres.StateMap) stateres.StateMap {
 	}
 	// Step 1: the power events and their auth chains in the full conflicted set.
 	power := map[id.EventID]bool{}
-	for x := range fullSet {
+	// gomatrixserverlib's list of power events has an entry per occurrence in its full
+	// conflicted set (the conflicted events, then the auth difference: an event can be in
+	// both) and one per pull by another's walk, whose memory (visited) all walks share.
+	r.listed = map[id.EventID]int{}
+	visited, pulled := map[id.EventID]bool{}, map[id.EventID]bool{}
+	var walk func(id.EventID)
+	walk = func(y id.EventID) {
+		for _, a := range r.ev(y).AuthEvents {
+			if visited[a] {
+				continue
+			}
+			if conflicted[a] {
+				pulled[a] = true
+				walk(a)
+			}
+			visited[a] = true
+		}
+	}
+	for _, x := range sortedKeys(fullSet) {
 		if !r.isPower(x) {
 			continue
 		}
 		power[x] = true
 		if r.q.narrowPowerSet {
-			var walk func(id.EventID)
-			walk = func(y id.EventID) {
-				for _, a := range r.ev(y).AuthEvents {
-					if conflicted[a] && !power[a] {
-						power[a] = true
-						walk(a)
-					}
-				}
+			if conflicted[x] {
+				r.listed[x]++
+			}
+			if n := count[x]; n > 0 && n < len(sets) {
+				r.listed[x]++
 			}
 			walk(x)
 			continue
@@ -199,6 +228,10 @@ func (r *ref) resolve(sets []stateres.StateMap) stateres.StateMap {
 				power[a] = true
 			}
 		}
+	}
+	for a := range pulled {
+		r.listed[a]++
+		power[a] = true
 	}
 	state := stateres.StateMap{}
 	if !v21 {
@@ -279,28 +312,47 @@ func (r *ref) powerOrder(set map[id.EventID]bool) []id.EventID {
 	var out []id.EventID
 	placed := map[id.EventID]bool{}
 	if r.q.reverseKahn {
-		// From the latest: among the events no unplaced event cites directly, take the
-		// greatest and put it in front.
-		for len(placed) < len(set) {
+		// From the latest: among the events no unplaced event cites, take the greatest
+		// and put it in front. Citations count once per listing, so the auth events of an
+		// event listed twice are never freed: those left over go in front, in ascending
+		// order (not a topological order then).
+		cites := map[id.EventID]int{}
+		for x := range set {
+			n := max(1, r.listed[x])
+			for _, a := range r.ev(x).AuthEvents {
+				cites[a] += n
+			}
+		}
+		ready := map[id.EventID]bool{}
+		for x := range set {
+			if cites[x] == 0 {
+				ready[x] = true
+			}
+		}
+		for len(ready) > 0 {
 			var best id.EventID
-			for x := range set {
-				if placed[x] {
-					continue
-				}
-				cited := false
-				for y := range set {
-					if !placed[y] && slices.Contains(r.ev(y).AuthEvents, x) {
-						cited = true
-					}
-				}
-				if !cited && (best == "" || r.less(x, best) > 0) {
+			for x := range ready {
+				if best == "" || r.less(x, best) > 0 {
 					best = x
 				}
 			}
+			delete(ready, best)
 			placed[best] = true
 			out = append([]id.EventID{best}, out...)
+			for _, a := range r.ev(best).AuthEvents {
+				if cites[a]--; cites[a] == 0 && set[a] && !placed[a] {
+					ready[a] = true
+				}
+			}
 		}
-		return out
+		var left []id.EventID
+		for x := range set {
+			if !placed[x] {
+				left = append(left, x)
+			}
+		}
+		slices.SortFunc(left, r.less)
+		return append(left, out...)
 	}
 	for len(placed) < len(set) {
 		var best id.EventID
@@ -401,8 +453,26 @@ func (r *ref) authChecks(state stateres.StateMap, events []id.EventID) {
 			}
 			return out, nil
 		}
-		if allowed(r.version, p, authEvents, fetch) {
+		if allowed(r.version, p, authEvents, fetch) || r.q.leaveAfterLeave && r.leavesAgain(p, byKey) {
 			state[keyOf(p)] = x
 		}
 	}
+}
+
+// leavesAgain: p is a leave of its sender, who has left (or was never in the room).
+func (r *ref) leavesAgain(p *pdu.PDU, authEvents map[stateres.StateKey]*pdu.PDU) bool {
+	membership := func(e *pdu.PDU) string {
+		var c struct {
+			Membership string `json:"membership"`
+		}
+		if e != nil {
+			_ = json.Unmarshal(e.Content, &c)
+		}
+		return c.Membership
+	}
+	if p.Type != "m.room.member" || *p.StateKey != string(p.Sender) || membership(p) != "leave" {
+		return false
+	}
+	old := membership(authEvents[stateres.StateKey{Type: "m.room.member", StateKey: string(p.Sender)}])
+	return old == "" || old == "leave"
 }
