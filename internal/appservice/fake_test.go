@@ -35,6 +35,9 @@ type fakeService struct {
 	// other answers every other request (nil: 404).
 	other   func(w http.ResponseWriter, r *http.Request)
 	arrived chan struct{}
+	// delay holds each transaction that long; inFlight and maxInFlight count them.
+	delay                 time.Duration
+	inFlight, maxInFlight int
 }
 
 type txn struct {
@@ -80,6 +83,12 @@ func (f *fakeService) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		json.Unmarshal(raw, &evs)
 		f.mu.Lock()
+		f.inFlight++
+		f.maxInFlight = max(f.maxInFlight, f.inFlight)
+		f.mu.Unlock()
+		time.Sleep(f.delay)
+		f.mu.Lock()
+		f.inFlight--
 		status := 200
 		if f.status != nil {
 			status = f.status(id)

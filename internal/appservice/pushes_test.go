@@ -272,3 +272,60 @@ func contains[T interface{ String() string }](list []T, s string) bool {
 	}
 	return false
 }
+
+// TestClusterOneSenderPerService: two nodes on one PostgreSQL database both write events
+// the service wants; only one transaction is ever in flight to it, every event arrives
+// exactly once and in order, and when a node stops the other carries on.
+func TestClusterOneSenderPerService(t *testing.T) {
+	irc := newFakeService(t, "irc")
+	irc.delay = 20 * time.Millisecond
+	nodes := hstest.NewCluster(t, 2, withServices(irc.registration(t, ircNamespaces)))
+	a, b := nodes[0], nodes[1]
+	alice := a.Register(t, "alice")
+	room := alice.CreateRoom(t, map[string]any{"preset": "public_chat"})
+	bot := irc.client(a)
+	bot.Must(t, 200, "POST", "join/"+url.PathEscape(room), map[string]any{})
+	aliceB := &hstest.Client{S: b, UserID: alice.UserID, Token: alice.Token}
+	var sent []string
+	for i := 0; i < 20; i++ {
+		c := alice
+		if i%2 == 1 {
+			c = aliceB
+		}
+		sent = append(sent, send(t, c, room, fmt.Sprint("message ", i)))
+	}
+	irc.waitEvent(t, "the last message", byID(sent[len(sent)-1]))
+	irc.mu.Lock()
+	maxInFlight := irc.maxInFlight // a stopping node's cancelled request may linger in the service
+	irc.mu.Unlock()
+	a.Stop()
+	sent = append(sent, send(t, aliceB, room, "after node a stopped"))
+	irc.waitEvent(t, "a message after one node stopped", byID(sent[len(sent)-1]))
+	// A transaction cut short by the stop is sent again under its ID (the service drops
+	// the repeat); no event may come in two transactions.
+	txnsOf := map[string]map[string]bool{}
+	var order []string
+	for _, tx := range irc.transactions() {
+		for _, ev := range tx.Events {
+			id := ev["event_id"].(string)
+			if txnsOf[id] == nil {
+				txnsOf[id] = map[string]bool{}
+				if ev["type"] == "m.room.message" {
+					order = append(order, id)
+				}
+			}
+			txnsOf[id][tx.ID] = true
+		}
+	}
+	for _, id := range sent {
+		if len(txnsOf[id]) != 1 {
+			t.Errorf("event %s came in transactions %v", id, txnsOf[id])
+		}
+	}
+	if fmt.Sprint(order) != fmt.Sprint(sent) {
+		t.Errorf("messages arrived as %v, sent as %v", order, sent)
+	}
+	if maxInFlight != 1 {
+		t.Errorf("%d transactions were in flight at once", maxInFlight)
+	}
+}
