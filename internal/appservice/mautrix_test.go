@@ -141,5 +141,7 @@ func TestMautrixAppService(t *testing.T) {
 	}
 	// Ephemeral data reaches its handler (receive_ephemeral).
 	bob.Must(t, 200, "PUT", hstest.Room(room)+"/typing/@bob:localhost", map[string]any{"typing": true, "timeout": 5000})
-	waitFor("bob typing", func(ev *event.Event) bool { return ev.Type == event.EphemeralEventTyping && ev.RoomID == id.RoomID(room) })
+	waitFor("bob typing", func(ev *event.Event) bool {
+		return ev.Type == event.EphemeralEventTyping && ev.RoomID == id.RoomID(room)
+	})
 }
