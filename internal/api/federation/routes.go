@@ -100,6 +100,9 @@ func (a *API) routes() []route {
 		{method: "GET", path: "/_matrix/federation/v1/event/{eventId}", access: signed, h: a.getEvent},
 		{method: "GET", path: "/_matrix/federation/v1/state_ids/{roomId}", access: signed, h: a.stateIDs},
 		{method: "GET", path: "/_matrix/federation/v1/event_auth/{roomId}/{eventId}", access: signed, h: a.eventAuth},
+		{method: "GET", path: "/_matrix/federation/v1/state/{roomId}", access: signed, h: a.state},
+		{method: "POST", path: "/_matrix/federation/v1/get_missing_events/{roomId}", access: signed, h: a.missingEvents},
+		{method: "GET", path: "/_matrix/federation/v1/backfill/{roomId}", access: signed, h: a.backfill},
 	}
 }
 
