@@ -69,4 +69,3 @@ func (a *API) backfill(w http.ResponseWriter, r *http.Request, req *Request) err
 	}
 	return a.pdus(w, evs)
 }
-
