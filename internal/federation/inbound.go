@@ -89,7 +89,7 @@ func (in *Inbound) Receive(ctx context.Context, origin, txnID string, txn Transa
 	resp := TxnResponse{PDUs: map[string]PDUResult{}}
 	failed := 0
 	for _, raw := range txn.PDUs {
-		eventID, err := in.receivePDU(ctx, origin, raw)
+		eventID, err := in.receivePDU(ctx, origin, raw, start.Add(fetchBudget))
 		if eventID == "" {
 			// Without an ID there is nothing to answer about (not an event at all).
 			in.log.Info("transaction: PDU dropped", "origin", origin, "txn", txnID, "reason", err)
@@ -117,9 +117,10 @@ func (in *Inbound) Receive(ctx context.Context, origin, txnID string, txn Transa
 	return body, nil
 }
 
-// receivePDU checks one PDU and persists it. It returns the event's ID (empty when the
+// receivePDU checks one PDU and persists it, fetching what it lacks from origin until
+// fetchDeadline at the latest. It returns the event's ID (empty when the
 // PDU is too broken to have one) and why it was not accepted.
-func (in *Inbound) receivePDU(ctx context.Context, origin string, raw jsontext.Value) (eventID id.EventID, err error) {
+func (in *Inbound) receivePDU(ctx context.Context, origin string, raw jsontext.Value, fetchDeadline time.Time) (eventID id.EventID, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			in.log.Error("panic handling a PDU", "origin", origin, "panic", r)
@@ -154,22 +155,16 @@ func (in *Inbound) receivePDU(ctx context.Context, origin string, raw jsontext.V
 	if err := in.allowedByACL(ctx, roomID, origin); err != nil {
 		return eventID, err
 	}
-	// Auth events must be stored before the event can be checked against them; fetching
-	// missing ones is not done yet, so such an event waits for a later transaction.
-	if missing, err := in.missing(ctx, p.AuthEvents); err != nil {
-		return eventID, err
-	} else if len(missing) > 0 {
-		return eventID, fmt.Errorf("auth events not known here: %v", missing)
+	// What the event lacks (auth events, prev events) is asked of the server that sent it,
+	// within the transaction's fetch budget.
+	deadline := time.Now().Add(fetchTimeout)
+	if fetchDeadline.Before(deadline) {
+		deadline = fetchDeadline
 	}
-	// A restricted join is also signed by the server that authorised it, which the auth
-	// rules check: have its key at hand before the persist transaction starts.
-	if via := gjson.GetBytes(p.Content, "join_authorised_via_users_server").Str; p.Type == "m.room.member" && via != "" {
-		server := id.UserID(via).Homeserver()
-		for keyID := range p.Signatures[server] {
-			in.keys.Key(ctx, server, keyID, time.UnixMilli(p.OriginServerTS))
-		}
-	}
-	outcome, err := in.rooms.PersistRemote(ctx, roomID, rooms.RemoteEvent{PDU: p, EventID: eventID})
+	netCtx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	f := &fetcher{in: in, origin: origin, roomID: roomID, version: version, net: netCtx}
+	outcome, err := f.persist(ctx, p, eventID, true)
 	if errors.Is(err, rooms.ErrMissingState) {
 		return eventID, fmt.Errorf("prev events not known here: %w", err)
 	} else if err != nil {
@@ -179,6 +174,17 @@ func (in *Inbound) receivePDU(ctx context.Context, origin string, raw jsontext.V
 		return eventID, errors.New("rejected by the auth rules")
 	}
 	return eventID, nil
+}
+
+// restrictedJoinKey fetches, before the persist transaction starts, the key of the server
+// that authorised a restricted join, which the auth rules check.
+func (in *Inbound) restrictedJoinKey(ctx context.Context, p *pdu.PDU) {
+	if via := gjson.GetBytes(p.Content, "join_authorised_via_users_server").Str; p.Type == "m.room.member" && via != "" {
+		server := id.UserID(via).Homeserver()
+		for keyID := range p.Signatures[server] {
+			in.keys.Key(ctx, server, keyID, time.UnixMilli(p.OriginServerTS))
+		}
+	}
 }
 
 // idOnly is the ID of a v3+ event of an unknown room, for the answer.

@@ -49,9 +49,19 @@ func (r *remote) event(c *hstest.Client, roomID, sender, evType string, stateKey
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	return r.eventAfter(c, roomID, sender, evType, stateKey, content, id.EventID(room.HeadEventID), room.Depth+1)
+}
+
+// eventAfter is event with the given prev event and depth.
+func (r *remote) eventAfter(c *hstest.Client, roomID, sender, evType string, stateKey *string, content any, prev id.EventID, depth int64) (json.RawMessage, id.EventID, *pdu.PDU) {
+	r.t.Helper()
+	room, err := r.s.Server.Store().Room(context.Background(), roomID)
+	if err != nil {
+		r.t.Fatal(err)
+	}
 	raw, _ := json.Marshal(content)
 	p := &pdu.PDU{Type: evType, StateKey: stateKey, Sender: id.UserID(sender), Content: raw, RoomID: id.RoomID(roomID),
-		OriginServerTS: time.Now().UnixMilli(), Depth: room.Depth + 1, PrevEvents: []id.EventID{id.EventID(room.HeadEventID)}, AuthEvents: []id.EventID{}}
+		OriginServerTS: time.Now().UnixMilli(), Depth: depth, PrevEvents: []id.EventID{prev}, AuthEvents: []id.EventID{}}
 	state := roomState(r.t, c, roomID)
 	for _, k := range p.AuthEventSelection(id.RoomVersion(room.Version)) {
 		if eid, ok := state[[2]string{k.Type, k.StateKey}]; ok {
