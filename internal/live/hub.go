@@ -92,6 +92,16 @@ func NewHub(store storage.Store, notifier *stream.Notifier, limit int, log *slog
 		rooms: make(map[string]*Room), users: make(map[string]*userState), loading: make(map[string]*roomLoad)}
 }
 
+// WaitPublished waits, at most max, until the stream position pos has been published
+// here (the rooms in memory have applied it), for readers woken by a commit rather than by
+// the publish that follows it.
+func (h *Hub) WaitPublished(ctx context.Context, pos stream.Pos, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for wait := 50 * time.Microsecond; h.notifier.Current() < pos && time.Now().Before(deadline) && ctx.Err() == nil; wait = min(2*wait, 20*time.Millisecond) {
+		time.Sleep(wait)
+	}
+}
+
 // Notifier returns the hub's notifier.
 func (h *Hub) Notifier() *stream.Notifier { return h.notifier }
 

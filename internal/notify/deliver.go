@@ -124,12 +124,13 @@ func (s *Service) deliver(ctx context.Context, dest string, batch []outbox.Item)
 		s.log.Warn("giving up on a push", "user", p.UserID, "app_id", p.AppID, "event", item.EventID, "age", age.Round(time.Minute))
 		return outbox.Drop, errors.New("older than a day")
 	}
-	badge, err := s.badge(ctx, p.UserID)
-	if err != nil {
-		return outbox.RetryLater, err
-	}
 	var n *gatewayNotification
+	var badge int
 	if item.Badge {
+		var err error
+		if badge, err = s.badge(ctx, p.UserID); err != nil {
+			return outbox.RetryLater, err
+		}
 		s.badgeMu.Lock()
 		last, sent := s.lastBadge[p.ID]
 		s.badgeMu.Unlock()
@@ -142,6 +143,12 @@ func (s *Service) deliver(ctx context.Context, dest string, batch []outbox.Item)
 		if errors.Is(err, storage.ErrNotFound) || (err == nil && ev.RedactedBecause != nil) {
 			return outbox.Drop, errors.New("the event is gone or redacted")
 		} else if err != nil {
+			return outbox.RetryLater, err
+		}
+		// The outbox is woken at commit, a moment before the event is published to the
+		// rooms in memory that the badge counts from: let the badge include the event.
+		s.hub.WaitPublished(ctx, ev.Pos, 2*time.Second)
+		if badge, err = s.badge(ctx, p.UserID); err != nil {
 			return outbox.RetryLater, err
 		}
 		if n, err = s.eventNotification(ctx, &p, &ev, item.Actions, badge); err != nil {
